@@ -1,0 +1,160 @@
+"""The loop: one step per tick, observe -> reason -> decide -> act -> learn, and the state it leaves.
+
+Agent wires the stages and keeps bounded histories for the dashboard and the
+report. It sees only the batches the simulator made; it never reads the fault
+schedule. With policy "none" it observes and reasons but never acts.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from decision import Decision, LearningSignal, PolicyConfig, decide
+from executor import ActionRecord, Executor, Status
+from explainability import explain_decision, explain_hypothesis, explain_observation, explain_outcome, explain_tradeoffs
+from learner import Learner
+from learning_policy import JudgeSettings, LearnerSettings
+from merchant_profiles import Universe
+from observer import Observer, ObserverSettings, Snapshot
+from reasoner import Reasoner, ReasonerSettings
+from simulator import Batch, ControlPlane
+
+HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
+EVENT_HISTORY = 200    # hypotheses and decisions kept for the dashboard
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    observer: ObserverSettings = ObserverSettings()
+    reasoner: ReasonerSettings = ReasonerSettings()
+    policy: PolicyConfig = PolicyConfig()
+    judge: JudgeSettings = JudgeSettings()
+    learner: LearnerSettings = LearnerSettings()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    tick: int
+    snapshot: Snapshot
+    hypotheses: tuple
+    decision: Decision | None
+    action: ActionRecord | None
+    changed: tuple[ActionRecord, ...] = ()
+    llm_status: dict = field(default_factory=dict)
+
+
+class Agent:
+    POLICIES = ("agent", "none")
+
+    def __init__(self, universe: Universe, settings: AgentSettings = AgentSettings(), policy: str = "agent",
+                 llm=None, summarizer=None):
+        if policy not in self.POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(self.POLICIES)}")
+        self.universe = universe
+        self.settings = settings
+        self.policy = policy
+        self.observer = Observer(universe, settings.observer)
+        self.reasoner = Reasoner(settings.reasoner, llm)
+        self.executor = Executor(universe, settings.policy, settings.judge)
+        self.learner = Learner(settings.learner, summarizer)
+        self.trend: deque[dict] = deque(maxlen=HISTORY)
+        self.hypothesis_log: deque[dict] = deque(maxlen=EVENT_HISTORY)
+        self.decision_log: deque[dict] = deque(maxlen=EVENT_HISTORY)
+        self.first_seen: dict[tuple, dict] = {}
+        self.last: StepResult | None = None
+        self.llm_status: dict = {"enabled": llm is not None}
+
+    @property
+    def control(self) -> ControlPlane:
+        return self.executor.control
+
+    def step(self, batch: Batch) -> StepResult:
+        tick = batch.tick
+        snap = self.observer.observe(batch)                          # observe
+        reasoning = self.reasoner.reason(snap)                       # reason
+        self.llm_status = reasoning.llm_status or self.llm_status
+        changed = tuple(self.executor.review(tick, snap.last))       # judge what is already applied
+        for rec in changed:                                          # learn
+            if rec.outcome != "pending":
+                self.learner.record(rec, tick)
+        decision, action = None, None
+        if self.policy == "agent":
+            signal: LearningSignal = self.learner.signal(tick)
+            decision = decide(reasoning.hypotheses, snap, signal, self.executor.view(tick),
+                              self.settings.policy, self.settings.reasoner.min_payments)   # decide
+            action = self.executor.submit(decision, tick, snap, explain_decision(decision))  # act
+        result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
+        self._remember(result)
+        self.last = result
+        return result
+
+    # -- bounded histories ------------------------------------------------------------
+    def _remember(self, r: StepResult) -> None:
+        s = r.snapshot.summary()
+        s["p95_by_processor"] = {p: r.snapshot.window.latency_quantiles(i)[1]
+                                 for i, p in enumerate(self.universe.processor_names)}
+        s["p50_by_processor"] = {p: r.snapshot.window.latency_quantiles(i)[0]
+                                 for i, p in enumerate(self.universe.processor_names)}
+        s["hypotheses"] = [f"{h.cause.value}:{','.join(v for _, v in h.target)}" for h in r.hypotheses]
+        s["action"] = r.action.id if r.action else None
+        self.trend.append(s)
+        for h in r.hypotheses:
+            if h.key not in self.first_seen:
+                self.first_seen[h.key] = {"tick": r.tick, **h.to_dict()}
+            self.hypothesis_log.append({"tick": r.tick, **h.to_dict()})
+        if r.decision is not None and (not r.decision.is_no_op or not self.decision_log
+                                       or self.decision_log[-1]["reason"] != r.decision.reason):
+            self.decision_log.append({"tick": r.tick, **r.decision.to_dict(),
+                                      "action_id": r.action.id if r.action else None})
+
+    def issuer_table(self) -> list[dict]:
+        snap = self.last.snapshot
+        min_n = self.settings.reasoner.min_payments
+        rows = []
+        for i, name in enumerate(self.universe.issuer_names):
+            w, b = snap.window.slice({"issuer": i}), snap.baseline.slice({"issuer": i})
+            rows.append({"issuer": name, "payments": w.payments, "first_attempt_success_rate": w.first_attempt_rate,
+                         "success_rate": w.success_rate, "baseline_first_attempt_success_rate": b.first_attempt_rate,
+                         "thin": w.payments < min_n})
+        return rows
+
+    # -- state documents ---------------------------------------------------------------
+    def state_documents(self, status: dict) -> dict[str, dict]:
+        """Everything the dashboard reads, as JSON-ready documents keyed by file name."""
+        r = self.last
+        snap = r.snapshot
+        summary = snap.summary()
+        decision = r.decision.to_dict() if r.decision else None
+        explanation = {
+            "observation": explain_observation(summary),
+            "hypotheses": [explain_hypothesis(h) for h in r.hypotheses],
+            "decision": explain_decision(r.decision) if r.decision else "Policy 'none': observing only.",
+            "tradeoffs": explain_tradeoffs(r.decision) if r.decision else [],
+            "guardrails": list(r.decision.guardrails) if r.decision else [],
+        }
+        actions = [a.to_dict() for a in self.executor.actions.values()]
+        for a in actions:
+            a["explanation_of_status"] = explain_outcome(a)
+        return {
+            "metrics.json": {"tick": r.tick, "summary": summary, "issuers": self.issuer_table(),
+                             "processors": [{"processor": p, "p50_ms": snap.window.latency_quantiles(i)[0],
+                                             "p95_ms": snap.window.latency_quantiles(i)[1],
+                                             "p99_ms": snap.window.latency_quantiles(i)[2],
+                                             "first_attempt_success_rate": snap.window.slice({"processor": i}).first_attempt_rate}
+                                            for i, p in enumerate(self.universe.processor_names)],
+                             "error_codes": snap.window.code_mix(), "trend": list(self.trend)},
+            "hypotheses.json": {"tick": r.tick, "latest": [h.to_dict() for h in r.hypotheses],
+                                "history": list(self.hypothesis_log), "llm": self.llm_status},
+            "actions.json": {"tick": r.tick, "decision": decision, "explanation": explanation,
+                             "actions": actions[-EVENT_HISTORY:], "decisions": list(self.decision_log),
+                             "pending": [a for a in actions if a["status"] == Status.PENDING_APPROVAL.value]},
+            "learning.json": {"tick": r.tick, "effectiveness": self.learner.get_action_effectiveness_stats(),
+                              "signal": _signal_dict(self.learner.signal(r.tick)), **self.learner.to_dict()},
+            "control_plane.json": {"tick": r.tick, **self.executor.to_dict()},
+            "status.json": {"tick": r.tick, "policy": self.policy, **status},
+        }
+
+
+def _signal_dict(sig: LearningSignal) -> dict:
+    return {"extra_confidence": dict(sig.extra_confidence),
+            "target_caution": [{"action": a, "entity": dict([t]), "extra": v} for (a, t), v in sig.target_caution]}

@@ -1,0 +1,344 @@
+"""Decide: turn hypotheses into one Decision (an action with its risk, or NO_OP with the reason).
+
+decide() is a pure function of (hypotheses, snapshot, learning signal, control
+view, policy config): no files, network, clock or randomness; same inputs, same
+decision. Each candidate is scored in dollars per tick (approvals won times the
+merchants' margin, minus fee and latency costs, plus attempts saved) and gated by
+confidence, risk, blast radius and capacity. Learning may raise the confidence
+needed; it never changes these rules. Never executes anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from observer import SliceStats, Snapshot
+from reasoner import Cause, Hypothesis
+
+
+class ActionType(str, Enum):
+    REROUTE = "reroute"
+    RETRY_POLICY = "retry_policy"
+    SUPPRESS = "suppress"
+    NO_OP = "no_op"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    min_confidence: float = 0.6          # below this a hypothesis is too weak to act on
+    risk_threshold: float = 0.5          # above this an action waits for a human
+    max_auto_traffic_share: float = 0.35  # an automatic action may move at most this share of traffic
+    holdout: float = 0.1                 # share left on the old path as a concurrent control (canary analysis)
+    retry_cap_attempts: int = 2          # automatic retry policy: first attempt + one retry
+    retry_min_backoff_ticks: int = 3
+    max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
+    max_auto_actions: int = 3            # automatic actions per auto_action_window_ticks
+    auto_action_window_ticks: int = 60   # 10 minutes at 10 s ticks
+    excess_attempt_cost: float = 0.25    # $ per avoidable retry: Visa/MC excessive-reattempt fines $0.10–0.25 and issuer trust
+    latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
+    base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))
+    always_approve: tuple[str, ...] = ("suppress",)
+
+
+@dataclass(frozen=True)
+class ControlView:
+    """What the decision needs to know of the executor's state, as plain values."""
+    busy_targets: frozenset = frozenset()      # targets with an active or pending action
+    rerouted: frozenset = frozenset()          # (issuer or None, from_processor, to_processor) of active reroutes
+    recent_auto_actions: int = 0               # automatic executions inside the rate-limit window
+    paused: bool = False
+
+
+def focus(target) -> tuple[str, str] | None:
+    """The entity an action is about: its issuer, else its merchant, else its processor."""
+    t = dict(target)
+    for key in ("issuer", "merchant", "processor"):
+        if key in t:
+            return key, t[key]
+    return None
+
+
+@dataclass(frozen=True)
+class LearningSignal:
+    extra_confidence: tuple[tuple[str, float], ...] = ()   # per action type
+    target_caution: tuple[tuple[tuple, float], ...] = ()   # per (action type, focus entity)
+
+    def needed(self, config: PolicyConfig, action: str, target: tuple) -> float:
+        return (config.min_confidence + dict(self.extra_confidence).get(action, 0.0)
+                + dict(self.target_caution).get((action, focus(target)), 0.0))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    action: ActionType
+    target: tuple[tuple[str, str], ...]
+    params: tuple[tuple[str, object], ...]
+    hypothesis: Hypothesis
+    utility: float                       # $ per tick
+    risk: float
+    traffic_share: float
+    expected: tuple[tuple[str, float], ...] = ()
+    reject_reason: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"action": self.action.value, "target": dict(self.target), "params": dict(self.params),
+             "cause": self.hypothesis.cause.value, "utility_per_tick": round(self.utility, 2),
+             "risk": round(self.risk, 3), "traffic_share": round(self.traffic_share, 4),
+             "expected": {k: round(v, 4) for k, v in self.expected}}
+        if self.reject_reason:
+            d["reason"] = self.reject_reason
+        return d
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: ActionType
+    reason: str
+    target: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, object], ...] = ()
+    cause: str | None = None
+    confidence: float = 0.0
+    risk: float = 0.0
+    requires_human_approval: bool = False
+    expected: tuple[tuple[str, float], ...] = ()
+    guardrails: tuple[str, ...] = ()
+    alternatives: tuple[Candidate, ...] = ()
+    needed_confidence: float = 0.0
+
+    @property
+    def is_no_op(self) -> bool:
+        return self.action is ActionType.NO_OP
+
+    def to_dict(self) -> dict:
+        return {"action": self.action.value, "reason": self.reason, "target": dict(self.target),
+                "params": dict(self.params), "cause": self.cause, "confidence": round(self.confidence, 3),
+                "needed_confidence": round(self.needed_confidence, 3), "risk": round(self.risk, 3),
+                "requires_human_approval": self.requires_human_approval,
+                "expected": {k: round(v, 4) for k, v in self.expected}, "guardrails": list(self.guardrails),
+                "alternatives": [c.to_dict() for c in self.alternatives]}
+
+
+def _value_per_approval(snap: Snapshot, target: dict[str, int]) -> float:
+    """Average approved ticket times the blended margin of the merchants in the slice ($)."""
+    u = snap.universe
+    per_merchant = np.array([snap.window.slice({**target, "merchant": m}).payments
+                             for m in range(len(u.merchants))], dtype=float)
+    share = per_merchant / per_merchant.sum() if per_merchant.sum() else u.merchant_share
+    s = snap.window.slice(target)
+    ticket = s.approved_amount / s.approvals if s.approvals else float(u.merchant_arrays["mean_ticket"] @ share)
+    return ticket * float(u.merchant_arrays["margin"] @ share)
+
+
+def _sensitivity(snap: Snapshot, target: dict[str, int], name: str) -> float:
+    u = snap.universe
+    if "merchant" in target:
+        return float(u.merchant_arrays[name][target["merchant"]])
+    return float(u.merchant_arrays[name] @ u.merchant_share)
+
+
+def _fee_per_attempt(snap: Snapshot, p: int, approval_rate: float, ticket: float) -> float:
+    pct, fixed, per_attempt = snap.universe.fees
+    return float(per_attempt[p] + approval_rate * (pct[p] * ticket + fixed[p]))
+
+
+def _rate(s: SliceStats, fallback: SliceStats, min_payments: int, baseline_ok: bool) -> tuple[float | None, str]:
+    if s.payments >= min_payments:
+        return s.first_attempt_rate, "measured now"
+    if baseline_ok and fallback.payments >= min_payments:
+        return fallback.first_attempt_rate, "baseline only (too thin now)"
+    return None, "unmeasured"
+
+
+def _risk(config: PolicyConfig, action: ActionType, traffic_share: float, revenue_share: float, sensitivity: float) -> float:
+    return min(1.0, dict(config.base_risk)[action.value] + max(traffic_share, revenue_share) + 0.1 * sensitivity)
+
+
+def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -> str | None:
+    """A new reroute must not fight an active one: no moving traffic back, no judging a path twice."""
+    for r_issuer, r_from, r_to in view.rerouted:
+        if r_issuer in (issuer, None) and r_from == dst:
+            return f"traffic was moved off {dst} by an active reroute; its guard window decides"
+        if r_issuer in (issuer, None) and r_to == src:
+            return f"{src} carries traffic of an active reroute; its guard window decides"
+    return None
+
+
+def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
+                        view: ControlView, baseline_ok: bool = True) -> list[Candidate]:
+    """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
+
+    A destination too thin to measure now is estimated from its baseline, except when the issuer
+    is believed down everywhere: then only a path measured healthy now counts.
+    """
+    u = snap.universe
+    t = h.target_dict
+    total = snap.window.total
+    per_tick = 1.0 / max(snap.window.ticks, 1)
+    if "issuer" in t:
+        i = u.index("issuer", t["issuer"])
+        sources = [t["processor"]] if "processor" in t else [
+            pn for p, pn in enumerate(u.processor_names)
+            if snap.window.slice({"issuer": i, "processor": p}).payments >= min_payments]
+    else:
+        i, sources = None, [t["processor"]]
+    out = []
+    for src in sources:
+        p = u.index("processor", src)
+        scope = {"processor": p} if i is None else {"issuer": i, "processor": p}
+        now = snap.window.slice(scope)
+        value = _value_per_approval(snap, scope)
+        ticket = now.approved_amount / now.approvals if now.approvals else 100.0
+        moved = now.attempts * per_tick * (1 - config.holdout)
+        share = now.attempts / max(total.attempts, 1)
+        revenue_share = now.approved_amount / max(total.approved_amount, 1.0)
+        lat_sens = _sensitivity(snap, scope, "latency_sensitivity")
+        p50_src = snap.window.latency_quantiles(p)[1] or 0.0
+        for q, qn in enumerate(u.processor_names):
+            if q == p:
+                continue
+            dest = {"processor": q} if i is None else {"issuer": i, "processor": q}
+            est, how = _rate(snap.window.slice(dest), snap.baseline.slice(dest), min_payments, baseline_ok)
+            target = h.target if i is None else tuple(sorted({"issuer": t["issuer"], "processor": src}.items()))
+            params = (("from_processor", src), ("holdout", config.holdout), ("to_processor", qn))
+            if est is None:
+                out.append(Candidate(ActionType.REROUTE, target, params, h, 0.0, 0.0, share,
+                                     reject_reason=f"{qn}: not measured now for this issuer"))
+                continue
+            cur = now.first_attempt_rate or 0.0
+            gain = est - cur
+            p95_dest = snap.window.latency_quantiles(q)[1] or p50_src
+            fee_delta = _fee_per_attempt(snap, q, est, ticket) - _fee_per_attempt(snap, p, cur, ticket)
+            latency_gain = (p50_src - p95_dest) / 1000.0 * config.latency_cost_per_s * lat_sens
+            utility = moved * (gain * value - fee_delta + latency_gain)
+            load = snap.window.slice({"processor": q}).attempts * per_tick
+            capacity = u.processors[q].capacity_share * total.attempts * per_tick
+            risk = _risk(config, ActionType.REROUTE, share, revenue_share, lat_sens)
+            expected = (("success_rate_gain", gain), ("fee_delta_per_attempt", fee_delta),
+                        ("p95_delta_ms", p95_dest - p50_src), ("attempts_moved_per_tick", moved))
+            reason = _route_conflict(view, t.get("issuer"), src, qn)
+            if reason is None and load + moved > capacity:
+                reason = f"{qn} would run at {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
+            elif reason is None and utility <= 0:
+                reason = (f"{qn} is not measured healthier ({how}: {100 * est:.1f}% vs {100 * cur:.1f}% now)"
+                          if gain <= 0.005 else f"{qn} costs more than it wins (${utility:.2f}/tick)")
+            out.append(Candidate(ActionType.REROUTE, target, params, h, utility, risk, share,
+                                 expected + (("estimate_from_baseline", float(how.startswith("baseline"))),), reason))
+    return out
+
+
+def _retry_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig) -> list[Candidate]:
+    u = snap.universe
+    t = h.target_dict
+    m = u.index("merchant", t["merchant"])
+    now, base = snap.window.slice({"merchant": m}), snap.baseline.slice({"merchant": m})
+    total = snap.window.total
+    per_tick = 1.0 / max(snap.window.ticks, 1)
+    excess = max(0.0, now.attempts - (base.attempts_per_payment or 1.0) * now.payments) * per_tick
+    lost = now.late_retry_approvals * per_tick
+    value = _value_per_approval(snap, {"merchant": m})
+    fee = now.fees / max(now.attempts, 1)
+    share = now.attempts / max(total.attempts, 1)
+    revenue_share = now.approved_amount / max(total.approved_amount, 1.0)
+    dec_sens = float(u.merchant_arrays["decline_sensitivity"][m])
+    out = []
+    retry = Candidate(ActionType.RETRY_POLICY, h.target,
+                      (("max_attempts", min(config.retry_cap_attempts, config.max_auto_attempts)),
+                       ("min_backoff_ticks", config.retry_min_backoff_ticks), ("retry_hard_declines", False)),
+                      h, excess * (fee + config.excess_attempt_cost) - lost * value,
+                      _risk(config, ActionType.RETRY_POLICY, share, revenue_share, dec_sens), share,
+                      (("attempts_saved_per_tick", excess), ("approvals_lost_per_tick", lost)))
+    out.append(retry)
+    suppress = Candidate(ActionType.SUPPRESS, h.target, (("scope", "retries"),), h,
+                         now.retries * per_tick * (fee + config.excess_attempt_cost) - now.retry_approvals * per_tick * value,
+                         _risk(config, ActionType.SUPPRESS, share, revenue_share, dec_sens), share,
+                         (("attempts_saved_per_tick", now.retries * per_tick),
+                          ("approvals_lost_per_tick", now.retry_approvals * per_tick)))
+    out.append(suppress)
+    return out
+
+
+def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
+                       view: ControlView) -> list[Candidate]:
+    """During an issuer outage rerouting rarely helps; stopping retries to the issuer saves fees."""
+    u = snap.universe
+    i = u.index("issuer", h.target_dict["issuer"])
+    now = snap.window.slice({"issuer": i})
+    total = snap.window.total
+    per_tick = 1.0 / max(snap.window.ticks, 1)
+    value = _value_per_approval(snap, {"issuer": i})
+    fee = now.fees / max(now.attempts, 1)
+    share = now.attempts / max(total.attempts, 1)
+    revenue_share = now.approved_amount / max(total.approved_amount, 1.0)
+    suppress = Candidate(ActionType.SUPPRESS, h.target, (("scope", "retries"),), h,
+                         now.retries * per_tick * fee - now.retry_approvals * per_tick * value,
+                         _risk(config, ActionType.SUPPRESS, share, revenue_share, 0.5), share,
+                         (("attempts_saved_per_tick", now.retries * per_tick),
+                          ("approvals_lost_per_tick", now.retry_approvals * per_tick)))
+    return _reroute_candidates(h, snap, config, min_payments, view, baseline_ok=False) + [suppress]
+
+
+def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningSignal, view: ControlView,
+           config: PolicyConfig = PolicyConfig(), min_payments: int = 200) -> Decision:
+    """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure."""
+    if not hypotheses:
+        return Decision(ActionType.NO_OP, "no anomaly: every measured slice is within its baseline")
+    candidates: list[Candidate] = []
+    for h in hypotheses:
+        if h.cause is Cause.ISSUER_DEGRADATION or h.cause is Cause.LATENCY_SPIKE:
+            candidates += _reroute_candidates(h, snap, config, min_payments, view)
+        elif h.cause is Cause.ISSUER_OUTAGE:
+            candidates += _outage_candidates(h, snap, config, min_payments, view)
+        elif h.cause is Cause.RETRY_STORM:
+            candidates += _retry_candidates(h, snap, config)
+
+    viable, rejected, guardrails = [], [], []
+    for c in candidates:
+        needed = signal.needed(config, c.action.value, c.target)
+        reason = c.reject_reason
+        if reason is None and not c.target:
+            reason = "empty target: an action must name the slice it touches"
+        if reason is None and c.hypothesis.confidence < needed:
+            reason = f"confidence {c.hypothesis.confidence:.3f} below the {needed:.3f} needed for {c.action.value}"
+        if reason is None and c.target in view.busy_targets:
+            reason = "an action on this target is already active or awaiting approval"
+        if reason is None and c.utility <= 0:
+            reason = f"expected value ${c.utility:.2f}/tick is not positive"
+        if reason is None:
+            viable.append(c)
+        else:
+            rejected.append(Candidate(**{**c.__dict__, "reject_reason": reason}))
+
+    if not viable:
+        best_h = max(hypotheses, key=lambda h: h.confidence)
+        why = next((c.reject_reason for c in rejected if c.hypothesis == best_h), None) or "no action addresses it"
+        return Decision(ActionType.NO_OP, f"{best_h.cause.value} on {dict(best_h.target)}: {why}",
+                        cause=best_h.cause.value, confidence=best_h.confidence,
+                        alternatives=tuple(sorted(rejected, key=lambda c: -c.utility)[:8]))
+
+    # risk-adjusted value: of two fixes for the same problem, the less invasive one wins unless it is worth much less
+    viable.sort(key=lambda c: (-c.utility * (1 - c.risk), c.action.value, c.target, c.params))
+    best = viable[0]
+    needs_human = []
+    if best.risk > config.risk_threshold:
+        needs_human.append(f"risk {best.risk:.2f} above {config.risk_threshold:.2f}")
+    if best.action.value in config.always_approve:
+        needs_human.append(f"{best.action.value} always needs a human")
+    if best.traffic_share > config.max_auto_traffic_share:
+        needs_human.append(f"moves {100 * best.traffic_share:.0f}% of traffic, over the automatic cap "
+                           f"{100 * config.max_auto_traffic_share:.0f}%")
+    if not best.hypothesis.supported_by_heuristic:
+        needs_human.append("only the LLM supports this hypothesis")
+    if not needs_human and view.recent_auto_actions >= config.max_auto_actions:
+        needs_human.append(f"automatic action budget spent ({view.recent_auto_actions} in the last "
+                           f"{config.auto_action_window_ticks} ticks)")
+    if not needs_human and view.paused:
+        needs_human.append("agent paused by the operator")
+    guardrails += needs_human
+    alternatives = [c for c in viable[1:]] + rejected
+    reason = (f"{best.hypothesis.cause.value}: {best.action.value} expected to win ${best.utility:.2f}/tick")
+    return Decision(best.action, reason, best.target, best.params, best.hypothesis.cause.value,
+                    best.hypothesis.confidence, best.risk, bool(needs_human), best.expected, tuple(guardrails),
+                    tuple(sorted(alternatives, key=lambda c: -c.utility)[:8]),
+                    signal.needed(config, best.action.value, best.target))

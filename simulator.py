@@ -1,0 +1,468 @@
+"""The world: card, wallet and bank-transfer traffic, one tick at a time, as numpy columns.
+
+Each payment draws its randomness when it arrives: its own columns plus a 64-bit
+key from which every later attempt's draws are hashed (splitmix64 of key and
+attempt number). So the same seed gives the same payments, and the same payment
+meets the same luck on attempt k, whatever routing the control plane chose:
+common random numbers for comparing policies. Retries are real later attempts.
+
+Never reads the agent: the only inputs are the control plane (which the executor
+owns) and the faults active this tick (which run.py injects).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from merchant_profiles import Universe
+
+TIMEOUT_MS = 30_000.0          # Hyperswitch's connector timeout (payments-facts §4)
+SOFT_RECOVERY = 0.05           # immediate retry of a soft decline succeeds ~2–5% (payments-facts §3)
+TAIL_SHARE = 0.002             # 0.1–0.5% of authorizations take 10–80 s (payments-facts §4)
+
+
+class Code(int, Enum):
+    APPROVED = 0
+    DO_NOT_HONOR = 1       # 05, soft
+    INSUFFICIENT_FUNDS = 2  # 51, soft
+    ISSUER_UNAVAILABLE = 3  # 91, technical
+    SYSTEM_MALFUNCTION = 4  # 96, technical
+    TIMEOUT = 5            # technical
+    INVALID_CARD = 6       # 14, hard
+    EXPIRED_CARD = 7       # 54, hard
+    NOT_PERMITTED = 8      # 57, hard
+
+
+CODE_LABELS = ("00", "05", "51", "91", "96", "timeout", "14", "54", "57")
+N_CODES = len(CODE_LABELS)
+HARD_CODES = (Code.INVALID_CARD, Code.EXPIRED_CARD, Code.NOT_PERMITTED)
+# Issuer decline mix (payments-facts, suggested defaults): 51 48%, 05 37%, 54 7%, 14 5%, 57 3% -> 15% hard.
+DECLINE_CODES = np.array([Code.INSUFFICIENT_FUNDS, Code.DO_NOT_HONOR, Code.EXPIRED_CARD,
+                          Code.INVALID_CARD, Code.NOT_PERMITTED], dtype=np.int8)
+DECLINE_CDF = np.cumsum([0.48, 0.37, 0.07, 0.05, 0.03])
+
+
+class FaultKind(str, Enum):
+    ISSUER_DEGRADATION = "issuer_degradation"
+    ISSUER_OUTAGE = "issuer_outage"
+    RETRY_STORM = "retry_storm"
+    LATENCY_SPIKE = "latency_spike"
+
+
+FAULT_FIELDS = {
+    FaultKind.ISSUER_DEGRADATION: ("issuer", "processor"),
+    FaultKind.ISSUER_OUTAGE: ("issuer",),
+    FaultKind.RETRY_STORM: ("merchant",),
+    FaultKind.LATENCY_SPIKE: ("processor",),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    severity: float
+    issuer: str | None = None
+    processor: str | None = None
+    merchant: str | None = None
+
+    @property
+    def target(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in FAULT_FIELDS[self.kind]}
+
+
+@dataclass(frozen=True)
+class RouteOverride:
+    """Send matching attempts from one processor to another; a holdout share stays put."""
+    to_processor: str
+    from_processor: str | None = None
+    issuer: str | None = None
+    merchant: str | None = None
+    holdout: float = 0.0
+    action_id: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    min_backoff_ticks: int = 1
+    retry_hard_declines: bool = False
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Stop retries to a slice (issuer and method, or merchant); first attempts still go out."""
+    issuer: str | None = None
+    method: str | None = None
+    merchant: str | None = None
+    action_id: str = ""
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    route_overrides: tuple[RouteOverride, ...] = ()
+    retry_policies: tuple[tuple[str, RetryPolicy], ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+
+    def retry_policy(self, merchant: str) -> RetryPolicy | None:
+        return dict(self.retry_policies).get(merchant)
+
+    def to_dict(self) -> dict:
+        return {
+            "route_overrides": [vars(o) | {} for o in self.route_overrides],
+            "retry_policies": {m: vars(p) | {} for m, p in self.retry_policies},
+            "suppressions": [vars(s) | {} for s in self.suppressions],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ControlPlane":
+        return cls(tuple(RouteOverride(**o) for o in d.get("route_overrides", [])),
+                   tuple(sorted((m, RetryPolicy(**p)) for m, p in d.get("retry_policies", {}).items())),
+                   tuple(Suppression(**s) for s in d.get("suppressions", [])))
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """All attempts made in one tick, one numpy column per field."""
+    tick: int
+    payment_id: np.ndarray
+    attempt: np.ndarray
+    merchant: np.ndarray
+    issuer: np.ndarray
+    method: np.ndarray
+    processor: np.ndarray
+    amount: np.ndarray
+    latency_ms: np.ndarray
+    approved: np.ndarray
+    code: np.ndarray
+    fee: np.ndarray
+    new_payments: int = 0
+
+    def __len__(self) -> int:
+        return len(self.payment_id)
+
+
+_PAYMENT_COLUMNS = ("payment_id", "attempt", "merchant", "issuer", "method", "amount",
+                    "route_u", "holdout_u", "approvable_u", "code_u", "key")
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _halves(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two uniforms in [0, 1) from one 64-bit hash."""
+    scale = 1.0 / 4294967296.0
+    return (h >> np.uint64(32)).astype(np.float64) * scale, (h & np.uint64(0xFFFFFFFF)).astype(np.float64) * scale
+
+
+@dataclass
+class Simulator:
+    universe: Universe
+    seed: int = 0
+    payments_per_tick: float = 2000.0
+    tick_seconds: float = 10.0
+    start_hour: float = 12.0
+    tick: int = 0
+    _next_id: int = 0
+    _pending: dict[int, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def hour(self, tick: int) -> float:
+        return (self.start_hour + tick * self.tick_seconds / 3600.0) % 24.0
+
+    # -- arrivals -----------------------------------------------------------------
+    def _arrivals(self, tick: int) -> dict[str, np.ndarray]:
+        u = self.universe
+        rng = np.random.default_rng([self.seed, tick])
+        rate = self.payments_per_tick * u.merchant_share * u.traffic_multiplier(self.hour(tick))
+        bursts = rng.random(len(u.merchants)) < np.array([m.burst_prob for m in u.merchants])
+        rate = rate * np.where(bursts, [m.burst_mult for m in u.merchants], 1.0)
+        counts = rng.poisson(rate)
+        n = int(counts.sum())
+        ma = u.merchant_arrays
+        merchant = np.repeat(np.arange(len(u.merchants), dtype=np.int16), counts)
+        issuer = np.searchsorted(np.cumsum(u.issuer_share), rng.random(n), side="right").astype(np.int16)
+        issuer = np.minimum(issuer, len(u.issuers) - 1)
+        method = (rng.random(n)[:, None] >= ma["method_cdf"][merchant]).sum(axis=1).astype(np.int16)
+        method = np.minimum(method, len(u.methods) - 1)
+        amount = np.round(np.exp(ma["ticket_mu"][merchant] + ma["ticket_sigma"][merchant] * rng.standard_normal(n)), 2)
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        return {
+            "payment_id": ids, "attempt": np.ones(n, dtype=np.int16), "merchant": merchant,
+            "issuer": issuer, "method": method, "amount": amount,
+            "route_u": rng.random(n), "holdout_u": rng.random(n),
+            "approvable_u": rng.random(n), "code_u": rng.random(n),
+            "key": rng.integers(0, 2 ** 63, n, dtype=np.int64).astype(np.uint64),
+        }
+
+    # -- one tick ------------------------------------------------------------------
+    def step(self, control: ControlPlane, faults: tuple[Fault, ...] = ()) -> Batch:
+        t = self.tick
+        new = self._arrivals(t)
+        parts = [new] + self._pending.pop(t, [])
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in _PAYMENT_COLUMNS} if len(parts) > 1 else new
+        batch, storm = self._attempt(t, cols, control, faults)
+        self._schedule(t, cols, batch, storm, control)
+        self.tick += 1
+        return Batch(new_payments=len(new["payment_id"]), **batch)
+
+    def _fault_arrays(self, faults: tuple[Fault, ...]) -> dict[str, np.ndarray]:
+        u = self.universe
+        nP, nI, nM = len(u.processors), len(u.issuers), len(u.merchants)
+        out = {"degradation": np.zeros((nP, nI)), "outage": np.zeros(nI), "timeout": np.zeros(nP),
+               "latency_mult": np.ones(nP), "storm": np.zeros(nM)}
+        for f in faults:
+            s = float(np.clip(f.severity, 0.0, 1.0))
+            if f.kind is FaultKind.ISSUER_DEGRADATION:
+                p, i = u.index("processor", f.processor), u.index("issuer", f.issuer)
+                out["degradation"][p, i] = 1 - (1 - out["degradation"][p, i]) * (1 - s)
+            elif f.kind is FaultKind.ISSUER_OUTAGE:
+                i = u.index("issuer", f.issuer)
+                out["outage"][i] = 1 - (1 - out["outage"][i]) * (1 - s)
+            elif f.kind is FaultKind.LATENCY_SPIKE:
+                p = u.index("processor", f.processor)
+                out["latency_mult"][p] *= 1 + 3 * s
+                out["timeout"][p] = 1 - (1 - out["timeout"][p]) * (1 - 0.35 * s)
+            elif f.kind is FaultKind.RETRY_STORM:
+                m = u.index("merchant", f.merchant)
+                out["storm"][m] = max(out["storm"][m], s)
+        return out
+
+    def _route(self, cols: dict[str, np.ndarray], control: ControlPlane) -> np.ndarray:
+        u = self.universe
+        issuer = cols["issuer"]
+        processor = (cols["route_u"][:, None] >= u.route_cdf[issuer]).sum(axis=1)
+        processor = np.minimum(processor, len(u.processors) - 1).astype(np.int16)
+        for ov in control.route_overrides:
+            mask = cols["holdout_u"] >= ov.holdout
+            if ov.from_processor is not None:
+                mask &= processor == u.index("processor", ov.from_processor)
+            if ov.issuer is not None:
+                mask &= issuer == u.index("issuer", ov.issuer)
+            if ov.merchant is not None:
+                mask &= cols["merchant"] == u.index("merchant", ov.merchant)
+            processor[mask] = u.index("processor", ov.to_processor)
+        return processor
+
+    def _attempt(self, t: int, cols: dict[str, np.ndarray], control: ControlPlane,
+                 faults: tuple[Fault, ...]) -> tuple[dict, np.ndarray]:
+        u = self.universe
+        f = self._fault_arrays(faults)
+        i, m, k = cols["issuer"], cols["merchant"], cols["attempt"]
+        p = self._route(cols, control)
+        h1 = splitmix64(cols["key"] ^ (k.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+        h2 = splitmix64(h1)
+        u_tech, u_recover = _halves(h1)
+        u_lat1, u_lat2 = _halves(h2)
+
+        # Technical failures, one uniform split into nested causes: timeout, issuer down, path down, baseline.
+        t1 = f["timeout"][p]
+        t2 = t1 + (1 - t1) * f["outage"][i]
+        t3 = t2 + (1 - t2) * f["degradation"][p, i]
+        t4 = t3 + (1 - t3) * u.tech_failure[p, i]
+        code = np.select(
+            [u_tech < t1, u_tech < t2, u_tech < t3, u_tech < t4],
+            [Code.TIMEOUT, Code.ISSUER_UNAVAILABLE, Code.SYSTEM_MALFUNCTION,
+             np.where(u_tech < (t3 + t4) / 2, Code.ISSUER_UNAVAILABLE, Code.SYSTEM_MALFUNCTION)],
+            default=Code.APPROVED).astype(np.int8)
+
+        # Issuer decision for attempts that reached it.
+        p_ok = np.minimum(u.approval[i, cols["method"]] * u.merchant_arrays["approval_factor"][m] * u.auth_uplift[p, i], 0.995)
+        declined_code = DECLINE_CODES[np.minimum(np.searchsorted(DECLINE_CDF, cols["code_u"], side="right"), 4)]
+        soft = (declined_code == Code.INSUFFICIENT_FUNDS) | (declined_code == Code.DO_NOT_HONOR)
+        recovered = soft & (k > 1) & (u_recover < SOFT_RECOVERY / np.maximum(k - 1, 1))
+        issuer_declines = (cols["approvable_u"] >= p_ok) & ~recovered
+        reached = code == Code.APPROVED
+        code = np.where(reached & issuer_declines, declined_code, code).astype(np.int8)
+        approved = code == Code.APPROVED
+
+        mu, sigma = u.latency_mu_sigma
+        z = np.sqrt(-2.0 * np.log1p(-u_lat1)) * np.cos(2 * np.pi * u_lat2)
+        latency = np.exp(mu[p] + sigma[p] * z) * f["latency_mult"][p]
+        latency = np.where(u_recover > 1 - TAIL_SHARE, latency * 10, latency)
+        latency = np.where(code == Code.TIMEOUT, TIMEOUT_MS, np.minimum(latency, TIMEOUT_MS)).astype(np.float32)
+
+        pct, fixed, per_attempt = u.fees
+        fee = per_attempt[p] + approved * (pct[p] * cols["amount"] + fixed[p])
+
+        batch = {"tick": t, "payment_id": cols["payment_id"], "attempt": k, "merchant": m, "issuer": i,
+                 "method": cols["method"], "processor": p, "amount": cols["amount"], "latency_ms": latency,
+                 "approved": approved, "code": code, "fee": fee}
+        return batch, f["storm"][m]
+
+    def _schedule(self, t: int, cols: dict[str, np.ndarray], batch: dict, storm: np.ndarray,
+                  control: ControlPlane) -> None:
+        """Failed attempts that the merchant's retry behaviour (and the control plane) allows come back later."""
+        u = self.universe
+        ma = u.merchant_arrays
+        m, code, k = cols["merchant"], batch["code"], cols["attempt"]
+        max_attempts = ma["max_attempts"][m] + np.ceil(6 * storm).astype(int)
+        backoff = np.where(storm > 0, 1, ma["backoff"][m])
+        retry_hard = storm > 0
+        for name, policy in control.retry_policies:
+            sel = m == u.index("merchant", name)
+            max_attempts = np.where(sel, np.minimum(max_attempts, policy.max_attempts), max_attempts)
+            backoff = np.where(sel, np.maximum(backoff, policy.min_backoff_ticks), backoff)
+            retry_hard = np.where(sel, retry_hard & policy.retry_hard_declines, retry_hard)
+        hard = np.isin(code, HARD_CODES)
+        retry = (code != Code.APPROVED) & (k < max_attempts) & (~hard | retry_hard)
+        for s in control.suppressions:
+            sel = np.ones(len(m), dtype=bool)
+            if s.issuer is not None:
+                sel &= cols["issuer"] == u.index("issuer", s.issuer)
+            if s.method is not None:
+                sel &= cols["method"] == u.index("method", s.method)
+            if s.merchant is not None:
+                sel &= m == u.index("merchant", s.merchant)
+            retry &= ~sel
+        if not retry.any():
+            return
+        due = t + np.maximum(backoff[retry], 1)
+        chosen = {c: cols[c][retry] for c in _PAYMENT_COLUMNS}
+        chosen["attempt"] = chosen["attempt"] + 1
+        for d in np.unique(due):
+            sel = due == d
+            self._pending.setdefault(int(d), []).append({c: v[sel] for c, v in chosen.items()})
+
+    @property
+    def pending_attempts(self) -> int:
+        return sum(len(p["payment_id"]) for parts in self._pending.values() for p in parts)
+
+
+# -- scenarios: a fault schedule the simulator follows (run.py injects; the agent never reads it) --
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; the message is one line naming the problem and the choices."""
+
+
+@dataclass(frozen=True)
+class ScheduledFault:
+    fault: Fault
+    start_tick: int
+    end_tick: int                  # exclusive
+    ramp_ticks: int = 0            # gradual: severity grows linearly over this many ticks
+    flap_ticks: int = 0            # flapping: on for flap_ticks, off for flap_ticks, ...
+
+    def severity_at(self, tick: int) -> float:
+        if not self.start_tick <= tick < self.end_tick:
+            return 0.0
+        age = tick - self.start_tick
+        if self.flap_ticks and (age // self.flap_ticks) % 2 == 1:
+            return 0.0
+        if self.ramp_ticks:
+            return self.fault.severity * min(1.0, (age + 1) / self.ramp_ticks)
+        return self.fault.severity
+
+    @property
+    def full_strength_tick(self) -> int:
+        return self.start_tick + max(self.ramp_ticks - 1, 0)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start_tick: int
+    ticks: int
+
+    @property
+    def end_tick(self) -> int:
+        return self.start_tick + self.ticks
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    seed: int
+    tick_seconds: float
+    payments_per_tick: float
+    start_hour: float
+    phases: tuple[Phase, ...]
+    faults: tuple[ScheduledFault, ...]
+
+    @property
+    def total_ticks(self) -> int:
+        return self.phases[-1].end_tick if self.phases else 0
+
+    def faults_at(self, tick: int) -> tuple[Fault, ...]:
+        out = []
+        for f in self.faults:
+            s = f.severity_at(tick)
+            if s > 0:
+                out.append(Fault(f.fault.kind, s, f.fault.issuer, f.fault.processor, f.fault.merchant))
+        return tuple(out)
+
+
+def _number(d: dict, key: str, where: str, default, lo: float = 0.0, integer: bool = False):
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v):
+        raise ScenarioError(f"{where}: '{key}' must be a {'whole ' if integer else ''}number, got {v!r}")
+    if v < lo:
+        raise ScenarioError(f"{where}: '{key}' must be at least {lo}, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def parse_scenario(doc, universe: Universe) -> Scenario:
+    """Validate a scenario document (see README) against the universe."""
+    if not isinstance(doc, dict):
+        raise ScenarioError("scenario must be a JSON object with 'phases'")
+    phases_doc = doc.get("phases")
+    if not isinstance(phases_doc, list) or not phases_doc:
+        raise ScenarioError("scenario needs a non-empty 'phases' list")
+    names = {k: universe.names(k) for k in ("issuer", "processor", "merchant")}
+    phases, faults, tick = [], [], 0
+    for n, ph in enumerate(phases_doc, 1):
+        where = f"phase {n}"
+        if not isinstance(ph, dict):
+            raise ScenarioError(f"{where}: must be an object with 'name' and 'ticks'")
+        ticks = _number(ph, "ticks", where, None if "ticks" in ph else -1, lo=1, integer=True)
+        phases.append(Phase(str(ph.get("name", f"phase {n}")), tick, ticks))
+        fault_docs = ph.get("faults", [])
+        if not isinstance(fault_docs, list):
+            raise ScenarioError(f"{where}: 'faults' must be a list")
+        for k, fd in enumerate(fault_docs, 1):
+            fw = f"{where} fault {k}"
+            if not isinstance(fd, dict):
+                raise ScenarioError(f"{fw}: must be an object with 'kind'")
+            kinds = [x.value for x in FaultKind]
+            if fd.get("kind") not in kinds:
+                raise ScenarioError(f"{fw}: unknown fault kind {fd.get('kind')!r}; valid: {', '.join(kinds)}")
+            kind = FaultKind(fd["kind"])
+            fields = {}
+            for key in FAULT_FIELDS[kind]:
+                if key not in fd:
+                    raise ScenarioError(f"{fw}: {kind.value} needs '{key}'; valid: {', '.join(names[key])}")
+                if fd[key] not in names[key]:
+                    raise ScenarioError(f"{fw}: unknown {key} {fd[key]!r}; valid: {', '.join(names[key])}")
+                fields[key] = fd[key]
+            if "severity" not in fd:
+                raise ScenarioError(f"{fw}: needs 'severity' between 0 and 1")
+            severity = _number(fd, "severity", fw, None)
+            if severity > 1:
+                raise ScenarioError(f"{fw}: 'severity' must be between 0 and 1, got {severity}")
+            start = _number(fd, "start", fw, 0, integer=True)
+            length = _number(fd, "ticks", fw, ticks - start, lo=1, integer=True)
+            faults.append(ScheduledFault(Fault(kind, severity, **fields), tick + start, tick + min(start + length, ticks),
+                                         _number(fd, "ramp_ticks", fw, 0, integer=True),
+                                         _number(fd, "flap_ticks", fw, 0, integer=True)))
+        tick += ticks
+    return Scenario(str(doc.get("name", "unnamed")), _number(doc, "seed", "scenario", 7, integer=True),
+                    _number(doc, "tick_seconds", "scenario", 10.0, lo=0.001),
+                    _number(doc, "payments_per_tick", "scenario", 2000.0, lo=1),
+                    _number(doc, "start_hour", "scenario", 12.0) % 24, tuple(phases), tuple(faults))
+
+
+def load_scenario(path, universe: Universe) -> Scenario:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(f"scenario file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise ScenarioError(f"scenario {path} is not valid JSON: {e}") from None
+    return parse_scenario(doc, universe)
