@@ -95,7 +95,7 @@ class Agent:
                                  for i, p in enumerate(self.universe.processor_names)}
         s["p50_by_processor"] = {p: r.snapshot.window.latency_quantiles(i)[0]
                                  for i, p in enumerate(self.universe.processor_names)}
-        s["hypotheses"] = [f"{h.cause.value}:{','.join(v for _, v in h.target)}" for h in r.hypotheses]
+        s["hypotheses"] = len(r.hypotheses)
         s["action"] = r.action.id if r.action else None
         self.trend.append(s)
         for h in r.hypotheses:

@@ -39,7 +39,7 @@ def _clean(x):
 
 
 def dumps(doc) -> str:
-    return json.dumps(_clean(doc), allow_nan=False, sort_keys=True, indent=1)
+    return json.dumps(_clean(doc), allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
 def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
@@ -53,6 +53,7 @@ def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
