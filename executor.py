@@ -113,8 +113,6 @@ class Executor:
     def needs_human(self, action: str, target: dict, params: dict, risk: float, flagged: bool) -> list[str]:
         """The executor's own gate; the decision's flag can only add to it."""
         why = ["flagged by the decision"] if flagged else []
-        if not target or any(v in (None, "", "all", "*") for v in target.values()):
-            why.append("target is empty or 'all'")
         if risk > self.config.risk_threshold:
             why.append("risk above threshold")
         if action in self.config.always_approve:
@@ -122,6 +120,17 @@ class Executor:
         if action == ActionType.RETRY_POLICY.value and params.get("max_attempts", 99) > self.config.max_auto_attempts:
             why.append("retry policy allows too many attempts")
         return why
+
+    def invalid_target(self, target: dict) -> str | None:
+        """Why a target cannot be acted on at all: empty, 'all', or naming no known entity."""
+        if not target:
+            return "target is empty"
+        for key, name in target.items():
+            if name in (None, "", "all", "*"):
+                return f"target {key} is '{name}': actions must name one slice"
+            if key not in ("issuer", "processor", "merchant", "method") or name not in self.universe.names(key):
+                return f"unknown {key} {name!r}"
+        return None
 
     # -- submit, approve, reject --------------------------------------------------------
     def submit(self, decision: Decision, tick: int, snap: Snapshot, explanation: str = "") -> ActionRecord | None:
@@ -134,6 +143,11 @@ class Executor:
             requires_human_approval=False, status=Status.PENDING_APPROVAL, explanation=explanation,
             params_hash=params_hash(decision.action.value, target, params), guardrails=list(decision.guardrails),
             expected=dict(decision.expected))
+        invalid = self.invalid_target(target)
+        if invalid:
+            rec.status, rec.ended_tick, rec.outcome, rec.end_reason = Status.REJECTED, tick, "rejected", f"refused: {invalid}"
+            self.actions[rec.id] = rec
+            return rec
         why = self.needs_human(rec.action, target, params, rec.risk, decision.requires_human_approval)
         if not why and self.paused:
             why.append("kill switch: automation paused")
@@ -232,14 +246,14 @@ class Executor:
             rec.verdicts.append({"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
                                  "metrics": {k: round(v, 4) for k, v in verdict.metrics}})
             before = rec.outcome
-            if recovered:
-                m = dict(verdict.metrics)
-                self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
-                          f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
-                rec.outcome = "helped" if before in ("helped", "pending") else before
-            elif verdict.outcome is Outcome.HURT:
+            if verdict.outcome is Outcome.HURT:
                 rec.outcome = "hurt"
                 self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
+            elif recovered:
+                m = dict(verdict.metrics)
+                rec.outcome = "helped" if before == "helped" else verdict.outcome.value
+                self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
+                          f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
             elif verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value:
                 self._end(rec, Status.RESTORED, tick, "old path as good as the new one again: " + verdict.reason)
             elif verdict.outcome is Outcome.NEUTRAL:

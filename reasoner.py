@@ -72,6 +72,7 @@ def make_target(**names: str | None) -> tuple[tuple[str, str], ...]:
 class ReasonerSettings:
     min_payments: int = 200          # first attempts in the window below which a slice is too thin to judge
     min_baseline_payments: int = 400
+    min_baseline_ticks: int = 12     # warm-up: the first ticks have no retries yet and would skew every baseline
     min_drop: float = 0.05           # absolute first-attempt rate drop that matters to payment ops (5 pp)
     min_z: float = 4.0               # many slices are tested every tick: demand strong evidence
     healthy_drop: float = 0.03       # a peer within 3 pp of its baseline counts as healthy
@@ -105,6 +106,8 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
     u = snap.universe
     out: list[Hypothesis] = []
     spiking: set[int] = set()
+    if snap.baseline.ticks < s.min_baseline_ticks:
+        return out
 
     for p, pname in enumerate(u.processor_names):
         now = snap.window.latency_quantiles(p)[1]

@@ -1,0 +1,23 @@
+"""Small builders shared by the tests: short scenarios and a seeded run."""
+from merchant_profiles import DEFAULT_UNIVERSE
+from simulator import parse_scenario
+
+
+def scenario(*phases, seed=3, payments_per_tick=2000, name="test"):
+    """phases: (name, ticks, [fault dicts])."""
+    doc = {"name": name, "seed": seed, "payments_per_tick": payments_per_tick,
+           "phases": [{"name": n, "ticks": t, "faults": f} for n, t, f in phases]}
+    return parse_scenario(doc, DEFAULT_UNIVERSE)
+
+
+def snapshot_after(fault_list=(), calm_ticks=40, fault_ticks=6, seed=4, payments_per_tick=2000, control=None):
+    """A Snapshot after calm traffic then `fault_ticks` of the given faults; returns (snapshot, simulator, observer)."""
+    from observer import Observer
+    from simulator import ControlPlane, Simulator
+    sim = Simulator(DEFAULT_UNIVERSE, seed=seed, payments_per_tick=payments_per_tick)
+    obs = Observer(DEFAULT_UNIVERSE)
+    control = control or ControlPlane()
+    snap = None
+    for t in range(calm_ticks + fault_ticks):
+        snap = obs.observe(sim.step(control, tuple(fault_list) if t >= calm_ticks else ()))
+    return snap, sim, obs

@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from merchant_profiles import DEFAULT_UNIVERSE as U
+from observer import LAT_EDGES, Observer, ObserverSettings
+from simulator import Batch, ControlPlane, Fault, FaultKind, Simulator
+
+
+def random_batch(rng, n, tick=0):
+    return Batch(tick=tick, payment_id=np.arange(n), attempt=rng.integers(1, 6, n).astype(np.int16),
+                 merchant=rng.integers(0, len(U.merchants), n).astype(np.int16),
+                 issuer=rng.integers(0, len(U.issuers), n).astype(np.int16),
+                 method=rng.integers(0, 3, n).astype(np.int16),
+                 processor=rng.integers(0, len(U.processors), n).astype(np.int16),
+                 amount=rng.lognormal(4, 1, n), latency_ms=rng.lognormal(7, 0.6, n).astype(np.float32),
+                 approved=np.zeros(n, bool), code=rng.integers(0, 9, n).astype(np.int8), fee=rng.random(n))
+
+
+def frame(b):
+    df = pd.DataFrame({k: getattr(b, k) for k in ("attempt", "merchant", "issuer", "method", "processor",
+                                                     "amount", "latency_ms", "code", "fee")})
+    df["approved"] = df.code == 0
+    df["first"] = df.attempt == 1
+    return df
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_slices_match_pandas_groupby(seed):
+    rng = np.random.default_rng(seed)
+    batches = [random_batch(rng, int(rng.integers(500, 3000)), t) for t in range(9)]
+    batches = [Batch(**{**b.__dict__, "approved": b.code == 0}) for b in batches]
+    obs = Observer(U, ObserverSettings(window_ticks=4, baseline_ticks=10))
+    for b in batches:
+        snap = obs.observe(b)
+    df = pd.concat([frame(b) for b in batches[-4:]])
+    for dims in (["issuer"], ["processor"], ["issuer", "processor"], ["merchant"], ["method"]):
+        ref = df.groupby(dims).agg(attempts=("approved", "size"), approvals=("approved", "sum"),
+                                   fees=("fee", "sum"))
+        first = df[df["first"]].groupby(dims).agg(payments=("approved", "size"), first_approvals=("approved", "sum"))
+        for key, row in ref.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            s = snap.window.slice(dict(zip(dims, map(int, key))))
+            assert s.attempts == row.attempts and s.approvals == row.approvals
+            assert s.fees == pytest.approx(row.fees)
+            if key in first.index or (len(key) == 1 and key[0] in first.index):
+                frow = first.loc[key if len(key) > 1 else key[0]]
+                assert s.payments == frow.payments and s.first_approvals == frow.first_approvals
+    # baseline covers the 5 ticks before the window
+    base = pd.concat([frame(b) for b in batches[:-4]])
+    assert snap.baseline.total.attempts == len(base)
+    assert snap.window.code_mix()["05"] == int((df.code == 1).sum())
+
+
+@pytest.mark.parametrize("proc", range(3))
+def test_latency_quantiles_within_one_bin(proc):
+    rng = np.random.default_rng(11)
+    b = random_batch(rng, 20000)
+    b = Batch(**{**b.__dict__, "approved": b.code == 0})
+    obs = Observer(U)
+    snap = obs.observe(b)
+    lat = b.latency_ms[b.processor == proc]
+    bin_ratio = LAT_EDGES[1] / LAT_EDGES[0]
+    for q, got in zip((0.5, 0.95, 0.99), snap.window.latency_quantiles(proc)):
+        exact = np.quantile(lat, q)
+        assert exact / bin_ratio <= got <= exact * bin_ratio
+
+
+def test_retry_and_first_attempt_rates_are_separate():
+    sim = Simulator(U, seed=2)
+    obs = Observer(U)
+    for _ in range(8):
+        snap = obs.observe(sim.step(ControlPlane(), (Fault(FaultKind.RETRY_STORM, 1.0, merchant="globemart"),)))
+    s = snap.window.slice({"merchant": U.index("merchant", "globemart")})
+    assert s.attempts == s.payments + s.retries
+    assert s.retry_rate < s.first_attempt_rate     # storm retries mostly fail
+    assert s.attempts_per_payment > 1.3

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from merchant_profiles import DEFAULT_UNIVERSE as U
+from simulator import (Code, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, ScenarioError,
+                       Simulator, parse_scenario)
+
+
+def run(control, faults, ticks=20, seed=5, ppt=3000):
+    sim = Simulator(U, seed=seed, payments_per_tick=ppt)
+    return [sim.step(control, faults) for _ in range(ticks)]
+
+
+def first_rate(batches, **where):
+    num = den = 0
+    for b in batches:
+        m = b.attempt == 1
+        for k, v in where.items():
+            m &= getattr(b, k) == U.index(k, v)
+        num += int(b.approved[m].sum())
+        den += int(m.sum())
+    return num / den
+
+
+def test_same_seed_same_payments_under_any_routing():
+    a = run(ControlPlane(), (), ticks=3)
+    b = run(ControlPlane((RouteOverride("cobalt", issuer="chase"),)), (), ticks=3)
+    fa, fb = a[0].attempt == 1, b[0].attempt == 1
+    for col in ("payment_id", "merchant", "issuer", "method", "amount"):
+        assert np.array_equal(getattr(a[0], col)[fa], getattr(b[0], col)[fb])
+    assert not np.array_equal(a[0].processor, b[0].processor)
+
+
+def test_seed_reproducible_and_seeds_differ():
+    a, b, c = run(ControlPlane(), (), 3), run(ControlPlane(), (), 3), run(ControlPlane(), (), 3, seed=6)
+    assert all(np.array_equal(x.approved, y.approved) and np.array_equal(x.latency_ms, y.latency_ms) for x, y in zip(a, b))
+    assert len(a[0]) != len(c[0]) or not np.array_equal(a[0].amount, c[0].amount)
+
+
+def test_reroute_really_helps_a_one_path_degradation():
+    fault = (Fault(FaultKind.ISSUER_DEGRADATION, 0.6, issuer="chase", processor="atlas"),)
+    healthy = first_rate(run(ControlPlane(), ()), issuer="chase")
+    degraded = first_rate(run(ControlPlane(), fault), issuer="chase")
+    rerouted = first_rate(run(ControlPlane((RouteOverride("beacon", "atlas", "chase"),)), fault), issuer="chase")
+    assert degraded < healthy - 0.3
+    assert rerouted > degraded + 0.3 and abs(rerouted - healthy) < 0.03
+
+
+def test_reroute_does_not_help_an_outage():
+    fault = (Fault(FaultKind.ISSUER_OUTAGE, 0.9, issuer="barclays"),)
+    stay = first_rate(run(ControlPlane(), fault), issuer="barclays")
+    moved = first_rate(run(ControlPlane((RouteOverride("atlas", "beacon", "barclays"),)), fault), issuer="barclays")
+    assert stay < 0.2 and abs(moved - stay) < 0.03
+
+
+def test_retry_storm_multiplies_attempts_and_a_cap_stops_it():
+    storm = (Fault(FaultKind.RETRY_STORM, 1.0, merchant="pixelforge"),)
+    m = U.index("merchant", "pixelforge")
+
+    def per_payment(batches):
+        att = sum(int((b.merchant == m).sum()) for b in batches[5:])
+        pay = sum(int(((b.merchant == m) & (b.attempt == 1)).sum()) for b in batches[5:])
+        return att / pay
+
+    calm, stormy = per_payment(run(ControlPlane(), ())), per_payment(run(ControlPlane(), storm))
+    capped = per_payment(run(ControlPlane(retry_policies=(("pixelforge", RetryPolicy(2)),)), storm))
+    assert stormy > calm * 1.4
+    assert capped < calm * 1.05
+
+
+def test_latency_spike_slows_and_times_out_one_processor():
+    b = run(ControlPlane(), (Fault(FaultKind.LATENCY_SPIKE, 0.8, processor="cobalt"),), ticks=5)[-1]
+    c, a = b.processor == U.index("processor", "cobalt"), b.processor == U.index("processor", "atlas")
+    assert np.percentile(b.latency_ms[c], 50) > 2.5 * np.percentile(b.latency_ms[a], 50)
+    assert (b.code[c] == Code.TIMEOUT).mean() > 0.2 and (b.code[a] == Code.TIMEOUT).sum() == 0
+
+
+def test_hard_declines_are_not_retried_by_default():
+    batches = run(ControlPlane(), (), ticks=15)
+    hard_ids = set()
+    for b in batches:
+        assert not np.isin(b.payment_id[b.attempt > 1], list(hard_ids)).any()
+        hard_ids |= set(b.payment_id[np.isin(b.code, [6, 7, 8])].tolist())
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "meteor", "severity": 1}]}]}, "unknown fault kind 'meteor'; valid: issuer_degradation"),
+    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "issuer_outage", "issuer": "nobank", "severity": 1}]}]}, "unknown issuer 'nobank'; valid: chase"),
+    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "latency_spike", "severity": 1}]}]}, "needs 'processor'"),
+    ({"phases": [{"name": "x", "ticks": -3}]}, "'ticks' must be at least 1"),
+    ({"phases": []}, "non-empty 'phases'"),
+    ([1, 2], "JSON object"),
+    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "retry_storm", "merchant": "globemart", "severity": 3}]}]}, "between 0 and 1"),
+])
+def test_bad_scenarios_name_the_problem(doc, message):
+    with pytest.raises(ScenarioError, match=None) as e:
+        parse_scenario(doc, U)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_ramp_and_flap_schedules():
+    sc = parse_scenario({"phases": [{"name": "a", "ticks": 10}, {"name": "b", "ticks": 20, "faults": [
+        {"kind": "issuer_outage", "issuer": "chase", "severity": 0.8, "ramp_ticks": 4},
+        {"kind": "latency_spike", "processor": "atlas", "severity": 0.5, "flap_ticks": 5, "start": 2, "ticks": 15}]}]}, U)
+    ramp, flap = sc.faults
+    assert [round(ramp.severity_at(t), 2) for t in (9, 10, 11, 13, 29, 30)] == [0, 0.2, 0.4, 0.8, 0.8, 0]
+    assert [flap.severity_at(t) for t in (11, 12, 16, 17, 22, 27)] == [0, 0.5, 0.5, 0, 0.5, 0]
