@@ -47,7 +47,8 @@ class Agent:
     POLICIES = ("agent", "none")
 
     def __init__(self, universe: Universe, settings: AgentSettings = AgentSettings(), policy: str = "agent",
-                 llm=None, summarizer=None):
+                 llm=None, summarizer=None, clock=None, audit=None, kill_switch=None):
+        """clock() returns seconds (simulated in run.py, wall time in worker.py); audit(event) records changes."""
         if policy not in self.POLICIES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(self.POLICIES)}")
         self.universe = universe
@@ -55,7 +56,8 @@ class Agent:
         self.policy = policy
         self.observer = Observer(universe, settings.observer)
         self.reasoner = Reasoner(settings.reasoner, llm)
-        self.executor = Executor(universe, settings.policy, settings.judge)
+        self.executor = Executor(universe, settings.policy, settings.judge, audit=audit, kill_switch=kill_switch)
+        self.clock = clock or (lambda: 0.0)
         self.learner = Learner(settings.learner, summarizer)
         self.trend: deque[dict] = deque(maxlen=HISTORY)
         self.hypothesis_log: deque[dict] = deque(maxlen=EVENT_HISTORY)
@@ -73,7 +75,9 @@ class Agent:
         snap = self.observer.observe(batch)                          # observe
         reasoning = self.reasoner.reason(snap)                       # reason
         self.llm_status = reasoning.llm_status or self.llm_status
+        now = self.clock()
         changed = tuple(self.executor.review(tick, snap.last))       # judge what is already applied
+        changed += tuple(self.executor.expire(tick, now))
         for rec in changed:                                          # learn
             if rec.outcome != "pending":
                 self.learner.record(rec, tick)
@@ -82,7 +86,7 @@ class Agent:
             signal: LearningSignal = self.learner.signal(tick)
             decision = decide(reasoning.hypotheses, snap, signal, self.executor.view(tick),
                               self.settings.policy, self.settings.reasoner.min_payments)   # decide
-            action = self.executor.submit(decision, tick, snap, explain_decision(decision))  # act
+            action = self.executor.submit(decision, tick, snap, explain_decision(decision), now)  # act
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
         self._remember(result)
         self.last = result
@@ -132,7 +136,7 @@ class Agent:
             "tradeoffs": explain_tradeoffs(r.decision) if r.decision else [],
             "guardrails": list(r.decision.guardrails) if r.decision else [],
         }
-        actions = [a.to_dict() for a in self.executor.actions.values()]
+        actions = [{k: v for k, v in a.to_dict().items() if k != "guard"} for a in self.executor.actions.values()]
         for a in actions:
             a["explanation_of_status"] = explain_outcome(a)
         return {

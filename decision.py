@@ -36,6 +36,7 @@ class PolicyConfig:
     max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
     max_auto_actions: int = 3            # automatic actions per auto_action_window_ticks
     auto_action_window_ticks: int = 60   # 10 minutes at 10 s ticks
+    approval_ttl_seconds: float = 900.0   # a pending approval expires after 15 minutes
     excess_attempt_cost: float = 0.25    # $ per avoidable retry: Visa/MC excessive-reattempt fines $0.10–0.25 and issuer trust
     latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
     base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))

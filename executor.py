@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Callable
+
+import numpy as np
 
 from decision import ActionType, ControlView, Decision, PolicyConfig
 from learning_policy import (JudgeSettings, Outcome, Verdict, judge_reroute, judge_retry, path_recovered)
 from merchant_profiles import Universe
-from observer import LAT_EDGES, SliceStats, Snapshot, Stats, sum_stats
+from observer import SliceStats, Snapshot, Stats, histogram_quantiles
 from simulator import ControlPlane, RetryPolicy, RouteOverride, Suppression
 
 
@@ -30,6 +33,7 @@ class Status(str, Enum):
     ROLLED_BACK = "rolled_back"
     RESTORED = "restored"
     REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 class ApprovalError(RuntimeError):
@@ -39,6 +43,31 @@ class ApprovalError(RuntimeError):
 def params_hash(action: str, target: dict, params: dict) -> str:
     blob = json.dumps({"action": action, "target": target, "params": params}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def apply_to_control(c: ControlPlane, action: str, target: dict, params: dict, action_id: str) -> ControlPlane:
+    """The control plane with one action's effect added. Pure; also used to replay the audit log."""
+    if action == ActionType.REROUTE.value:
+        ov = RouteOverride(to_processor=params["to_processor"], from_processor=params.get("from_processor"),
+                           issuer=target.get("issuer"), merchant=target.get("merchant"),
+                           holdout=params.get("holdout", 0.0), action_id=action_id)
+        return ControlPlane(c.route_overrides + (ov,), c.retry_policies, c.suppressions)
+    if action == ActionType.RETRY_POLICY.value:
+        pol = RetryPolicy(params["max_attempts"], params.get("min_backoff_ticks", 1), params.get("retry_hard_declines", False))
+        rest = tuple(x for x in c.retry_policies if x[0] != target["merchant"])
+        return ControlPlane(c.route_overrides, tuple(sorted(rest + ((target["merchant"], pol),))), c.suppressions)
+    if action == ActionType.SUPPRESS.value:
+        sup = Suppression(target.get("issuer"), target.get("method"), target.get("merchant"), action_id)
+        return ControlPlane(c.route_overrides, c.retry_policies, c.suppressions + (sup,))
+    raise ValueError(f"unknown action type {action!r}")
+
+
+def remove_from_control(c: ControlPlane, action: str, target: dict, action_id: str) -> ControlPlane:
+    if action == ActionType.RETRY_POLICY.value:
+        return ControlPlane(c.route_overrides, tuple(x for x in c.retry_policies if x[0] != target["merchant"]),
+                            c.suppressions)
+    return ControlPlane(tuple(o for o in c.route_overrides if o.action_id != action_id), c.retry_policies,
+                        tuple(s for s in c.suppressions if s.action_id != action_id))
 
 
 @dataclass
@@ -57,6 +86,7 @@ class ActionRecord:
     params_hash: str
     guardrails: list = field(default_factory=list)
     expected: dict = field(default_factory=dict)
+    proposed_at: float = 0.0              # clock seconds, for approval expiry
     executed_tick: int | None = None
     ended_tick: int | None = None
     outcome: str = "pending"
@@ -66,33 +96,47 @@ class ActionRecord:
     baseline_rate: float | None = None
     baseline_p95: float | None = None
     before: dict | None = None
+    guard: list = field(default_factory=list)   # per-tick slices of the current guard window
+    ticks_active: int = 0
 
     @property
     def target_key(self) -> tuple:
         return tuple(sorted(self.target.items()))
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-        d["status"] = self.status.value
-        return d
+        return {**self.__dict__, "status": self.status.value}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ActionRecord":
         return cls(**{**d, "status": Status(d["status"])})
 
 
+def _add_slices(parts: list[dict]) -> SliceStats:
+    keys = SliceStats.__dataclass_fields__
+    return SliceStats(**{k: sum(p[k] for p in parts) for k in keys})
+
+
+def _add_hists(parts: list[list]) -> np.ndarray | None:
+    parts = [p for p in parts if p is not None]
+    return np.sum(np.array(parts), axis=0) if parts else None
+
+
 class Executor:
+    """Owns the control plane and the action records. `audit(event)` is called before every change."""
+
     def __init__(self, universe: Universe, config: PolicyConfig = PolicyConfig(),
-                 judge: JudgeSettings = JudgeSettings(), control: ControlPlane = ControlPlane()):
+                 judge: JudgeSettings = JudgeSettings(), control: ControlPlane = ControlPlane(),
+                 audit: Callable[[dict], None] | None = None, kill_switch: Callable[[], bool] | None = None):
         self.universe = universe
         self.config = config
         self.judge = judge
         self.control = control
         self.actions: dict[str, ActionRecord] = {}
         self.applied: set[str] = set()          # effect ledger: ids whose effect reached the control plane
-        self.paused = False
-        self._windows: dict[str, deque[Stats]] = {}
-        self._ticks_active: dict[str, int] = {}
+        self.paused = False                      # the operator's pause: no automatic execution
+        self.audit = audit or (lambda event: None)
+        self.kill_switch = kill_switch or (lambda: False)   # a global stop: no execution at all
+        self._lock = threading.RLock()
 
     # -- views ------------------------------------------------------------------------
     def view(self, tick: int) -> ControlView:
@@ -100,7 +144,7 @@ class Executor:
                          if a.status in (Status.EXECUTED, Status.PENDING_APPROVAL))
         rerouted = frozenset((a.target.get("issuer"), a.params["from_processor"], a.params["to_processor"])
                              for a in self.active() if a.action == ActionType.REROUTE.value)
-        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused)
+        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused or self.kill_switch())
 
     def recent_auto_actions(self, tick: int) -> int:
         since = tick - self.config.auto_action_window_ticks
@@ -109,6 +153,9 @@ class Executor:
 
     def active(self) -> list[ActionRecord]:
         return [a for a in self.actions.values() if a.status is Status.EXECUTED]
+
+    def pending(self) -> list[ActionRecord]:
+        return [a for a in self.actions.values() if a.status is Status.PENDING_APPROVAL]
 
     def needs_human(self, action: str, target: dict, params: dict, risk: float, flagged: bool) -> list[str]:
         """The executor's own gate; the decision's flag can only add to it."""
@@ -132,92 +179,121 @@ class Executor:
                 return f"unknown {key} {name!r}"
         return None
 
-    # -- submit, approve, reject --------------------------------------------------------
-    def submit(self, decision: Decision, tick: int, snap: Snapshot, explanation: str = "") -> ActionRecord | None:
+    def _event(self, event: str, rec: ActionRecord, who: str = "agent", reason: str | None = None,
+               result: str = "success", **extra) -> None:
+        self.audit({"event": event, "who": who, "action_id": rec.id, "action_type": rec.action, "target": rec.target,
+                    "params": rec.params, "risk": round(rec.risk, 4), "params_hash": rec.params_hash,
+                    "approval_ref": (rec.approval or {}).get("ref"), "reason": reason, "result": result, **extra})
+
+    # -- submit, approve, reject, expire ---------------------------------------------------
+    def submit(self, decision: Decision, tick: int, snap: Snapshot, explanation: str = "",
+               now: float = 0.0) -> ActionRecord | None:
         if decision.is_no_op:
             return None
         target, params = dict(decision.target), dict(decision.params)
-        rec = ActionRecord(
-            id=f"A{len(self.actions) + 1:04d}", tick=tick, action=decision.action.value, target=target,
-            params=params, cause=decision.cause, confidence=decision.confidence, risk=decision.risk,
-            requires_human_approval=False, status=Status.PENDING_APPROVAL, explanation=explanation,
-            params_hash=params_hash(decision.action.value, target, params), guardrails=list(decision.guardrails),
-            expected=dict(decision.expected))
-        invalid = self.invalid_target(target)
-        if invalid:
-            rec.status, rec.ended_tick, rec.outcome, rec.end_reason = Status.REJECTED, tick, "rejected", f"refused: {invalid}"
+        with self._lock:
+            rec = ActionRecord(
+                id=f"A{len(self.actions) + 1:04d}", tick=tick, action=decision.action.value, target=target,
+                params=params, cause=decision.cause, confidence=decision.confidence, risk=decision.risk,
+                requires_human_approval=False, status=Status.PENDING_APPROVAL, explanation=explanation,
+                params_hash=params_hash(decision.action.value, target, params), guardrails=list(decision.guardrails),
+                expected=dict(decision.expected), proposed_at=now)
             self.actions[rec.id] = rec
+            invalid = self.invalid_target(target) or self._over_capacity(rec, snap)
+            if invalid:
+                rec.status, rec.ended_tick, rec.outcome, rec.end_reason = Status.REJECTED, tick, "rejected", f"refused: {invalid}"
+                self._event("action_refused", rec, reason=rec.end_reason, result="failure")
+                return rec
+            why = self.needs_human(rec.action, target, params, rec.risk, decision.requires_human_approval)
+            if not why and (self.paused or self.kill_switch()):
+                why.append("automation paused (kill switch)")
+            if not why and self.recent_auto_actions(tick) >= self.config.max_auto_actions:
+                why.append("automatic action rate limit reached")
+            rec.requires_human_approval = bool(why)
+            self._capture_before(rec, snap)
+            if why:
+                self._event("action_pending_approval", rec, reason="; ".join(why))
+            else:
+                self._apply(rec, tick)
             return rec
-        why = self.needs_human(rec.action, target, params, rec.risk, decision.requires_human_approval)
-        if not why and self.paused:
-            why.append("kill switch: automation paused")
-        if not why and self.recent_auto_actions(tick) >= self.config.max_auto_actions:
-            why.append("automatic action rate limit reached")
-        rec.requires_human_approval = bool(why)
-        self._capture_before(rec, snap)
-        self.actions[rec.id] = rec
-        if not why:
-            self._apply(rec, tick)
-        return rec
 
-    def approve(self, action_id: str, approver: str, tick: int, at: str, approved_hash: str | None = None) -> str:
-        rec = self.actions.get(action_id)
-        if rec is None:
-            return f"refused: no action {action_id}"
-        if rec.status is not Status.PENDING_APPROVAL:
-            return f"refused: {action_id} is {rec.status.value}, not pending approval"
-        if approved_hash is not None and approved_hash != rec.params_hash:
-            return f"refused: approval was for other parameters than {action_id} has now"
-        rec.approval = {"by": approver, "at": at, "tick": tick, "params_hash": rec.params_hash}
-        self._apply(rec, tick)
-        return f"approved: {action_id} executed"
+    def approve(self, action_id: str, approver: str, tick: int, at: str, approved_hash: str | None = None,
+                now: float | None = None, ref: str | None = None) -> str:
+        with self._lock:
+            rec = self.actions.get(action_id)
+            if rec is None:
+                return f"refused: no action {action_id} was ever proposed"
+            if rec.status is not Status.PENDING_APPROVAL:
+                return f"refused: {action_id} is {rec.status.value}, not pending approval"
+            if approved_hash is not None and approved_hash != rec.params_hash:
+                self._event("approval_refused", rec, who="operator", reason="parameters changed since approval",
+                            result="failure", approver=approver)
+                return f"refused: the approval was for other parameters than {action_id} has now"
+            if now is not None and now - rec.proposed_at > self.config.approval_ttl_seconds:
+                self._expire(rec, tick)
+                return f"refused: {action_id} expired before it was approved"
+            if self.kill_switch():
+                return "refused: the kill switch is on"
+            rec.approval = {"by": approver, "at": at, "tick": tick, "params_hash": rec.params_hash,
+                            "ref": ref or f"{action_id}:{rec.params_hash}:{at}"}
+            self._event("action_approved", rec, who="operator", approver=approver)   # recorded before execution
+            self._apply(rec, tick, who="operator")
+            return f"approved: {action_id} executed"
 
     def reject(self, action_id: str, approver: str, tick: int, at: str) -> str:
-        rec = self.actions.get(action_id)
-        if rec is None or rec.status is not Status.PENDING_APPROVAL:
-            return f"refused: {action_id} is not pending approval"
-        rec.status, rec.ended_tick, rec.outcome = Status.REJECTED, tick, "rejected"
-        rec.approval = {"rejected_by": approver, "at": at, "tick": tick}
-        return f"rejected: {action_id}"
+        with self._lock:
+            rec = self.actions.get(action_id)
+            if rec is None or rec.status is not Status.PENDING_APPROVAL:
+                return f"refused: {action_id} is not pending approval"
+            rec.status, rec.ended_tick, rec.outcome = Status.REJECTED, tick, "rejected"
+            rec.approval = {"rejected_by": approver, "at": at, "tick": tick}
+            self._event("action_rejected", rec, who="operator", approver=approver)
+            return f"rejected: {action_id}"
+
+    def expire(self, tick: int, now: float) -> list[ActionRecord]:
+        """Pending approvals older than the approval TTL expire; an operator must see them proposed again."""
+        with self._lock:
+            old = [r for r in self.pending() if now - r.proposed_at > self.config.approval_ttl_seconds]
+            for rec in old:
+                self._expire(rec, tick)
+            return old
+
+    def _expire(self, rec: ActionRecord, tick: int) -> None:
+        rec.status, rec.ended_tick, rec.outcome = Status.EXPIRED, tick, "expired"
+        rec.end_reason = f"no approval within {self.config.approval_ttl_seconds:.0f} s"
+        self._event("action_expired", rec, reason=rec.end_reason)
 
     # -- effects on the control plane -------------------------------------------------------
-    def _apply(self, rec: ActionRecord, tick: int) -> None:
+    def _apply(self, rec: ActionRecord, tick: int, who: str = "agent") -> None:
         if rec.requires_human_approval and (rec.approval is None or rec.approval.get("params_hash") != rec.params_hash):
             raise ApprovalError(f"{rec.id} needs a recorded human approval before it can run")
         if rec.id in self.applied:
             raise ApprovalError(f"{rec.id} was already applied once")
-        c, t, p = self.control, rec.target, rec.params
-        if rec.action == ActionType.REROUTE.value:
-            ov = RouteOverride(to_processor=p["to_processor"], from_processor=p.get("from_processor"),
-                               issuer=t.get("issuer"), merchant=t.get("merchant"), holdout=p.get("holdout", 0.0),
-                               action_id=rec.id)
-            self.control = ControlPlane(c.route_overrides + (ov,), c.retry_policies, c.suppressions)
-        elif rec.action == ActionType.RETRY_POLICY.value:
-            pol = RetryPolicy(p["max_attempts"], p.get("min_backoff_ticks", 1), p.get("retry_hard_declines", False))
-            rest = tuple(x for x in c.retry_policies if x[0] != t["merchant"])
-            self.control = ControlPlane(c.route_overrides, tuple(sorted(rest + ((t["merchant"], pol),))), c.suppressions)
-        elif rec.action == ActionType.SUPPRESS.value:
-            sup = Suppression(t.get("issuer"), t.get("method"), t.get("merchant"), rec.id)
-            self.control = ControlPlane(c.route_overrides, c.retry_policies, c.suppressions + (sup,))
+        self._event("action_executed", rec, who=who)
+        self.control = apply_to_control(self.control, rec.action, rec.target, rec.params, rec.id)
         self.applied.add(rec.id)
-        rec.status, rec.executed_tick = Status.EXECUTED, tick
-        self._windows[rec.id] = deque(maxlen=self.judge.guard_ticks)
-        self._ticks_active[rec.id] = 0
-
-    def _remove(self, rec: ActionRecord) -> None:
-        c = self.control
-        if rec.action == ActionType.RETRY_POLICY.value:
-            self.control = ControlPlane(c.route_overrides, tuple(x for x in c.retry_policies if x[0] != rec.target["merchant"]),
-                                        c.suppressions)
-        else:
-            self.control = ControlPlane(tuple(o for o in c.route_overrides if o.action_id != rec.id), c.retry_policies,
-                                        tuple(s for s in c.suppressions if s.action_id != rec.id))
+        rec.status, rec.executed_tick, rec.guard, rec.ticks_active = Status.EXECUTED, tick, [], 0
 
     def _end(self, rec: ActionRecord, status: Status, tick: int, reason: str) -> None:
-        self._remove(rec)
-        rec.status, rec.ended_tick, rec.end_reason = status, tick, reason
-        self._windows.pop(rec.id, None)
-        self._ticks_active.pop(rec.id, None)
+        self._event("action_" + status.value, rec, reason=reason)
+        self.control = remove_from_control(self.control, rec.action, rec.target, rec.id)
+        rec.status, rec.ended_tick, rec.end_reason, rec.guard = status, tick, reason, []
+
+    def _over_capacity(self, rec: ActionRecord, snap: Snapshot) -> str | None:
+        """A reroute must not push its destination past capacity (measured load + what it moves)."""
+        if rec.action != ActionType.REROUTE.value:
+            return None
+        u, w = self.universe, snap.window
+        per_tick = 1.0 / max(w.ticks, 1)
+        src = self._codes({k: v for k, v in {"issuer": rec.target.get("issuer"),
+                                              "processor": rec.params["from_processor"]}.items() if v})
+        dst = u.index("processor", rec.params["to_processor"])
+        moved = w.slice(src).attempts * per_tick * (1 - rec.params.get("holdout", 0.0))
+        load = w.slice({"processor": dst}).attempts * per_tick
+        capacity = u.processors[dst].capacity_share * w.total.attempts * per_tick
+        if load + moved > capacity:
+            return f"{rec.params['to_processor']} would carry {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
+        return None
 
     # -- judging -------------------------------------------------------------------
     def _codes(self, d: dict) -> dict[str, int]:
@@ -232,57 +308,77 @@ class Executor:
         else:
             rec.before = snap.window.slice(self._codes(t)).__dict__.copy()
 
+    def _guard_entry(self, rec: ActionRecord, last: Stats) -> dict:
+        """What the judge needs of one tick for this action: a few slices, not the whole cube."""
+        if rec.action != ActionType.REROUTE.value:
+            return {"after": last.slice(self._codes(rec.target)).__dict__}
+        u = self.universe
+        src, dst = u.index("processor", rec.params["from_processor"]), u.index("processor", rec.params["to_processor"])
+        scope = {"issuer": u.index("issuer", rec.target["issuer"])} if "issuer" in rec.target else {}
+        return {"treated": last.slice({**scope, "processor": dst}).__dict__,
+                "holdout": last.slice({**scope, "processor": src}).__dict__,
+                "lat_treated": last.latency_hist[dst].tolist(), "lat_holdout": last.latency_hist[src].tolist()}
+
     def review(self, tick: int, last: Stats) -> list[ActionRecord]:
         """Feed one tick to every active action; judge those at a guard-window boundary."""
         changed = []
-        for rec in self.active():
-            self._windows[rec.id].append(last)
-            self._ticks_active[rec.id] += 1
-            n = self._ticks_active[rec.id]
-            if n % self.judge.guard_ticks:
-                continue
-            window = sum_stats(list(self._windows[rec.id]), last.counts.shape[:5], len(LAT_EDGES) - 1)
-            verdict, recovered = self._judge(rec, window)
-            rec.verdicts.append({"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
-                                 "metrics": {k: round(v, 4) for k, v in verdict.metrics}})
-            before = rec.outcome
-            if verdict.outcome is Outcome.HURT:
-                rec.outcome = "hurt"
-                self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
-            elif recovered:
-                m = dict(verdict.metrics)
-                rec.outcome = "helped" if before == "helped" else verdict.outcome.value
-                self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
-                          f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
-            elif verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value:
-                self._end(rec, Status.RESTORED, tick, "old path as good as the new one again: " + verdict.reason)
-            elif verdict.outcome is Outcome.NEUTRAL:
-                rec.outcome = "neutral"
-                self._end(rec, Status.ROLLED_BACK, tick, "did not help: " + verdict.reason)
-            elif verdict.outcome is Outcome.INCONCLUSIVE and n >= self.judge.guard_ticks * self.judge.max_windows:
-                rec.outcome = "inconclusive" if before == "pending" else before
-                self._end(rec, Status.ROLLED_BACK, tick, f"inconclusive for {self.judge.max_windows} windows: {verdict.reason}")
-            elif verdict.outcome is Outcome.HELPED:
-                rec.outcome = "helped"
-            if rec.outcome != before or rec.status is not Status.EXECUTED:
-                changed.append(rec)
+        with self._lock:
+            for rec in self.active():
+                rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-self.judge.guard_ticks:]
+                rec.ticks_active += 1
+                n = rec.ticks_active
+                if n % self.judge.guard_ticks:
+                    continue
+                verdict, recovered = self._judge(rec)
+                rec.verdicts.append({"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
+                                     "metrics": {k: round(v, 4) for k, v in verdict.metrics}})
+                rec.verdicts = rec.verdicts[-10:]
+                before = rec.outcome
+                if verdict.outcome is Outcome.HURT:
+                    rec.outcome = "hurt"
+                    self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
+                elif recovered:
+                    m = dict(verdict.metrics)
+                    rec.outcome = "helped" if before == "helped" else verdict.outcome.value
+                    self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
+                              f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
+                elif verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value:
+                    self._end(rec, Status.RESTORED, tick, "old path as good as the new one again: " + verdict.reason)
+                elif verdict.outcome is Outcome.NEUTRAL:
+                    rec.outcome = "neutral"
+                    self._end(rec, Status.ROLLED_BACK, tick, "did not help: " + verdict.reason)
+                elif verdict.outcome is Outcome.INCONCLUSIVE and n >= self.judge.guard_ticks * self.judge.max_windows:
+                    rec.outcome = "inconclusive" if before == "pending" else before
+                    self._end(rec, Status.ROLLED_BACK, tick,
+                              f"inconclusive for {self.judge.max_windows} windows: {verdict.reason}")
+                elif verdict.outcome is Outcome.HELPED:
+                    rec.outcome = "helped"
+                if rec.outcome != before or rec.status is not Status.EXECUTED:
+                    changed.append(rec)
         return changed
 
-    def _judge(self, rec: ActionRecord, w: Stats) -> tuple[Verdict, bool]:
-        t, p = rec.target, rec.params
+    def _judge(self, rec: ActionRecord) -> tuple[Verdict, bool]:
+        g = rec.guard
         if rec.action != ActionType.REROUTE.value:
-            return judge_retry(w.slice(self._codes(t)), SliceStats(**rec.before), self.judge), False
-        src, dst = self.universe.index("processor", p["from_processor"]), self.universe.index("processor", p["to_processor"])
-        scope = {"issuer": self.universe.index("issuer", t["issuer"])} if "issuer" in t else {}
-        treated, holdout = w.slice({**scope, "processor": dst}), w.slice({**scope, "processor": src})
-        p95_src = w.latency_quantiles(src)[1]
-        latency_matters = "issuer" not in t
-        verdict = judge_reroute(treated, holdout, w.latency_quantiles(dst)[1] if latency_matters else None,
-                                p95_src if latency_matters else None, self.judge)
-        recovered = path_recovered(holdout, rec.baseline_rate, p95_src, rec.baseline_p95, self.judge)
-        return verdict, recovered
+            return judge_retry(_add_slices([e["after"] for e in g]), SliceStats(**rec.before), self.judge), False
+        treated, holdout = _add_slices([e["treated"] for e in g]), _add_slices([e["holdout"] for e in g])
+        p95_t = histogram_quantiles(_add_hists([e["lat_treated"] for e in g]), (0.95,))[0]
+        p95_h = histogram_quantiles(_add_hists([e["lat_holdout"] for e in g]), (0.95,))[0]
+        latency_matters = "issuer" not in rec.target
+        verdict = judge_reroute(treated, holdout, p95_t if latency_matters else None,
+                                p95_h if latency_matters else None, self.judge)
+        return verdict, path_recovered(holdout, rec.baseline_rate, p95_h, rec.baseline_p95, self.judge)
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"control_plane": self.control.to_dict(), "actions": [a.to_dict() for a in self.actions.values()],
-                "applied": sorted(self.applied), "paused": self.paused}
+        with self._lock:
+            return {"control_plane": self.control.to_dict(), "actions": [a.to_dict() for a in self.actions.values()],
+                    "applied": sorted(self.applied), "paused": self.paused}
+
+    def load(self, d: dict) -> None:
+        """Resume from to_dict(): control plane, every action record with its guard window, the ledger."""
+        with self._lock:
+            self.control = ControlPlane.from_dict(d.get("control_plane", {}))
+            self.actions = {a["id"]: ActionRecord.from_dict(a) for a in d.get("actions", [])}
+            self.applied = set(d.get("applied", []))
+            self.paused = bool(d.get("paused", False))

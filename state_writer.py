@@ -82,3 +82,133 @@ class StateWriter:
 
     def read(self, name: str) -> dict | None:
         return read_json(self.dir / name)
+
+
+# -- one writer per state folder ----------------------------------------------------------
+
+class StateLocked(RuntimeError):
+    """Another process already writes this state folder."""
+
+
+def acquire_lock(state_dir: str | Path, who: str):
+    """Hold an exclusive lock on state_dir/.lock for the life of the process, or raise StateLocked."""
+    import fcntl
+    path = Path(state_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    f = open(path / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StateLocked(f"{path}/ is in use by {holder}; stop it or pass another --state-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{who} (pid {os.getpid()})")
+    f.flush()
+    return f
+
+
+# -- the audit log: append-only, hash-chained, fsynced ---------------------------------------
+
+AUDIT_FILE = "audit.jsonl"
+GENESIS = "0" * 64
+
+
+def _line_hash(prev: str, body: dict) -> str:
+    import hashlib
+    return hashlib.sha256((prev + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()).hexdigest()
+
+
+class AuditLog:
+    """state/audit.jsonl: one JSON line per change, each carrying the hash of the line before.
+
+    A line holds who (agent or operator), what (event, action id, type, target, parameters,
+    risk, approval reference, reason), when (UTC), result, and origin (process, pid, host).
+    """
+
+    def __init__(self, state_dir: str | Path, clock: Callable[[], str], process: str):
+        import socket
+        self.path = Path(state_dir) / AUDIT_FILE
+        self.clock = clock
+        self.origin = {"process": process, "pid": os.getpid(), "host": socket.gethostname()}
+        self.seq, self.prev = 0, GENESIS
+        last = _last_line(self.path)
+        if last is not None:
+            self.seq, self.prev = last["seq"], last["hash"]
+
+    def append(self, event: dict) -> dict:
+        body = {"seq": self.seq + 1, "ts": self.clock(), "who": "agent", "result": "success", **event,
+                "origin": self.origin, "prev": self.prev}
+        body = _clean(body)
+        line = {**body, "hash": _line_hash(self.prev, body)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.seq, self.prev = line["seq"], line["hash"]
+        return line
+
+    @property
+    def head(self) -> dict:
+        return {"seq": self.seq, "hash": self.prev}
+
+
+def _last_line(path: Path) -> dict | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            tail = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for raw in reversed(tail):
+        try:
+            doc = json.loads(raw)
+            if isinstance(doc, dict) and "hash" in doc and "seq" in doc:
+                return doc
+        except ValueError:
+            continue
+    return None
+
+
+def read_audit(path: str | Path) -> list[dict]:
+    """Every parseable line, in order (for replay); verify_audit() says whether to trust them."""
+    out = []
+    try:
+        with open(path) as f:
+            for raw in f:
+                try:
+                    out.append(json.loads(raw))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+def verify_audit(path: str | Path, anchor: dict | None = None) -> tuple[bool, str]:
+    """Walk the chain; (True, summary) or (False, where it breaks). `anchor` is a head recorded elsewhere."""
+    prev, seq = GENESIS, 0
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        return False, f"cannot read {path}: {e.strerror}"
+    for n, raw in enumerate(lines, 1):
+        try:
+            doc = json.loads(raw)
+            body = {k: v for k, v in doc.items() if k != "hash"}
+        except (ValueError, AttributeError):
+            return False, f"line {n}: not a JSON object"
+        if doc.get("prev") != prev:
+            return False, f"line {n} (seq {doc.get('seq')}): previous-hash mismatch: a line before it was changed or removed"
+        if doc.get("seq") != seq + 1:
+            return False, f"line {n}: sequence {doc.get('seq')} follows {seq}: a line is missing"
+        if _line_hash(prev, body) != doc.get("hash"):
+            return False, f"line {n} (seq {doc.get('seq')}): content does not match its hash: the line was edited"
+        prev, seq = doc["hash"], doc["seq"]
+    if anchor and (anchor.get("seq", 0) > seq or (anchor.get("seq") == seq and anchor.get("hash") != prev)):
+        return False, f"the log ends at seq {seq} but state recorded seq {anchor.get('seq')}: lines were removed from the end"
+    return True, f"{seq} lines, chain intact"
