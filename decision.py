@@ -166,6 +166,24 @@ def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -
     return None
 
 
+def _unhealthy_for(snap: Snapshot, p: int, q: int, min_payments: int, tolerance: float = 0.05) -> str | None:
+    """A reroute never leaves an issuer without a healthy route: no issuer it moves may be
+    significantly (z > 3) more than 5 pp below its baseline on the destination now."""
+    u = snap.universe
+    for i in range(len(u.issuers)):
+        if snap.window.slice({"issuer": i, "processor": p}).payments < min_payments // 4:
+            continue                                             # this move carries little of issuer i
+        now, base = snap.window.slice({"issuer": i, "processor": q}), snap.baseline.slice({"issuer": i, "processor": q})
+        if now.payments < 30 or base.payments < min_payments:
+            continue
+        drop = base.first_attempt_rate - now.first_attempt_rate
+        se = (max(base.first_attempt_rate * (1 - base.first_attempt_rate), 0.01) / now.payments) ** 0.5
+        if drop > tolerance and drop / se > 3:   # a safety check: significant beats plentiful
+            return (f"would leave {u.issuer_names[i]} without a healthy route: {u.processor_names[q]} approves "
+                    f"{100 * now.first_attempt_rate:.1f}% vs {100 * base.first_attempt_rate:.1f}% baseline")
+    return None
+
+
 def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
                         view: ControlView, baseline_ok: bool = True) -> list[Candidate]:
     """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
@@ -219,6 +237,8 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
             expected = (("success_rate_gain", gain), ("fee_delta_per_attempt", fee_delta),
                         ("p95_delta_ms", p95_dest - p50_src), ("attempts_moved_per_tick", moved))
             reason = _route_conflict(view, t.get("issuer"), src, qn)
+            if reason is None and i is None:   # a whole processor moves: check every issuer it carries
+                reason = _unhealthy_for(snap, p, q, min_payments)
             if reason is None and load + moved > capacity:
                 reason = f"{qn} would run at {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
             elif reason is None and utility <= 0:

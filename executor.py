@@ -132,11 +132,12 @@ class Executor:
         self.judge = judge
         self.control = control
         self.actions: dict[str, ActionRecord] = {}
-        self.applied: set[str] = set()          # effect ledger: ids whose effect reached the control plane
+        self.applied: dict[str, str] = {}       # effect ledger: action id -> params hash of the effect applied
         self.paused = False                      # the operator's pause: no automatic execution
         self.audit = audit or (lambda event: None)
         self.kill_switch = kill_switch or (lambda: False)   # a global stop: no execution at all
         self._lock = threading.RLock()
+        self.next_id = 1
 
     # -- views ------------------------------------------------------------------------
     def view(self, tick: int) -> ControlView:
@@ -193,12 +194,13 @@ class Executor:
         target, params = dict(decision.target), dict(decision.params)
         with self._lock:
             rec = ActionRecord(
-                id=f"A{len(self.actions) + 1:04d}", tick=tick, action=decision.action.value, target=target,
+                id=f"A{self.next_id:04d}", tick=tick, action=decision.action.value, target=target,
                 params=params, cause=decision.cause, confidence=decision.confidence, risk=decision.risk,
                 requires_human_approval=False, status=Status.PENDING_APPROVAL, explanation=explanation,
                 params_hash=params_hash(decision.action.value, target, params), guardrails=list(decision.guardrails),
                 expected=dict(decision.expected), proposed_at=now)
             self.actions[rec.id] = rec
+            self.next_id += 1
             invalid = self.invalid_target(target) or self._over_capacity(rec, snap)
             if invalid:
                 rec.status, rec.ended_tick, rec.outcome, rec.end_reason = Status.REJECTED, tick, "rejected", f"refused: {invalid}"
@@ -268,10 +270,12 @@ class Executor:
         if rec.requires_human_approval and (rec.approval is None or rec.approval.get("params_hash") != rec.params_hash):
             raise ApprovalError(f"{rec.id} needs a recorded human approval before it can run")
         if rec.id in self.applied:
+            if self.applied[rec.id] != rec.params_hash:
+                raise ApprovalError(f"{rec.id} was applied with other parameters: an id is never reused")
             raise ApprovalError(f"{rec.id} was already applied once")
         self._event("action_executed", rec, who=who)
         self.control = apply_to_control(self.control, rec.action, rec.target, rec.params, rec.id)
-        self.applied.add(rec.id)
+        self.applied[rec.id] = rec.params_hash
         rec.status, rec.executed_tick, rec.guard, rec.ticks_active = Status.EXECUTED, tick, [], 0
 
     def _end(self, rec: ActionRecord, status: Status, tick: int, reason: str) -> None:
@@ -294,6 +298,15 @@ class Executor:
         if load + moved > capacity:
             return f"{rec.params['to_processor']} would carry {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
         return None
+
+    def prune(self, keep_finished: int = 200) -> None:
+        """Bound memory in endless runs: keep every active and pending record and the newest finished ones."""
+        with self._lock:
+            done = [a.id for a in self.actions.values() if a.status not in (Status.EXECUTED, Status.PENDING_APPROVAL)]
+            for action_id in done[:-keep_finished] if keep_finished else done:
+                del self.actions[action_id]
+            live = {a.id for a in self.actions.values()}
+            self.applied = {k: v for k, v in self.applied.items() if k in live or k in done[-keep_finished:]}
 
     # -- judging -------------------------------------------------------------------
     def _codes(self, d: dict) -> dict[str, int]:
@@ -373,12 +386,13 @@ class Executor:
     def to_dict(self) -> dict:
         with self._lock:
             return {"control_plane": self.control.to_dict(), "actions": [a.to_dict() for a in self.actions.values()],
-                    "applied": sorted(self.applied), "paused": self.paused}
+                    "applied": dict(sorted(self.applied.items())), "paused": self.paused, "next_id": self.next_id}
 
     def load(self, d: dict) -> None:
         """Resume from to_dict(): control plane, every action record with its guard window, the ledger."""
         with self._lock:
             self.control = ControlPlane.from_dict(d.get("control_plane", {}))
             self.actions = {a["id"]: ActionRecord.from_dict(a) for a in d.get("actions", [])}
-            self.applied = set(d.get("applied", []))
+            self.applied = dict(d.get("applied", {}))
             self.paused = bool(d.get("paused", False))
+            self.next_id = int(d.get("next_id", len(self.actions) + 1))

@@ -76,6 +76,7 @@ class ReasonerSettings:
     min_drop: float = 0.05           # absolute first-attempt rate drop that matters to payment ops (5 pp)
     min_z: float = 4.0               # many slices are tested every tick: demand strong evidence
     healthy_drop: float = 0.03       # a peer within 3 pp of its baseline counts as healthy
+    min_recent_payments: int = 50    # enough first attempts in the latest tick to say a slice is recovering
     thin_peer_factor: float = 0.8    # confidence kept when no peer path could be measured
     latency_ratio: float = 1.5       # p95 now / p95 baseline that counts as a spike
     min_latency_attempts: int = 300
@@ -134,7 +135,9 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
                 thin.append(pname)
                 continue
             drop, z = _z_drop(now, base)
-            if drop >= s.min_drop and z >= s.min_z and p not in spiking:
+            recent = snap.last.slice({"issuer": i, "processor": p})
+            recovering = recent.payments >= s.min_recent_payments and _z_drop(recent, base)[0] < s.healthy_drop
+            if drop >= s.min_drop and z >= s.min_z and p not in spiking and not recovering:
                 bad.append((pname, drop, z, now, base))
             elif drop < s.healthy_drop:
                 healthy.append(pname)
