@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from decision import Decision, LearningSignal, PolicyConfig, decide
-from executor import ActionRecord, Executor, Status
+from executor import ActionRecord, Executor, Status, reconcile
 from explainability import explain_decision, explain_hypothesis, explain_observation, explain_outcome, explain_tradeoffs
 from learner import Learner
 from learning_policy import JudgeSettings, LearnerSettings
@@ -91,6 +91,16 @@ class Agent:
         self._remember(result)
         self.last = result
         return result
+
+    # -- persistence -------------------------------------------------------------------
+    def restore(self, control_doc: dict | None, learning_doc: dict | None, audit_events: list[dict]) -> list[str]:
+        """Resume after a restart: executor records, guard windows, ledger and learner memory, then
+        reconcile with the audit log (written before every change, so it wins). Returns the repairs made."""
+        if control_doc:
+            self.executor.load(control_doc)
+        if learning_doc:
+            self.learner.load(learning_doc)
+        return reconcile(self.executor, audit_events)
 
     # -- bounded histories ------------------------------------------------------------
     def _remember(self, r: StepResult) -> None:
