@@ -31,6 +31,8 @@ class PolicyConfig:
     risk_threshold: float = 0.5          # above this an action waits for a human
     max_auto_traffic_share: float = 0.35  # an automatic action may move at most this share of traffic
     holdout: float = 0.1                 # share left on the old path as a concurrent control (canary analysis)
+    max_holdout: float = 0.3             # a thin slice keeps a larger holdout so that its guard window can judge
+    holdout_payments: int = 150          # first attempts the holdout should see per window (the judge needs 100)
     retry_cap_attempts: int = 2          # automatic retry policy: first attempt + one retry
     retry_min_backoff_ticks: int = 3
     max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
@@ -209,7 +211,8 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
         now = snap.window.slice(scope)
         value = _value_per_approval(snap, scope)
         ticket = now.approved_amount / now.approvals if now.approvals else 100.0
-        moved = now.attempts * per_tick * (1 - config.holdout)
+        holdout = round(min(config.max_holdout, max(config.holdout, config.holdout_payments / max(now.payments, 1))), 2)
+        moved = now.attempts * per_tick * (1 - holdout)
         share = now.attempts / max(total.attempts, 1)
         revenue_share = now.approved_amount / max(total.approved_amount, 1.0)
         lat_sens = _sensitivity(snap, scope, "latency_sensitivity")
@@ -220,7 +223,7 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
             dest = {"processor": q} if i is None else {"issuer": i, "processor": q}
             est, how = _rate(snap.window.slice(dest), snap.baseline.slice(dest), min_payments, baseline_ok)
             target = h.target if i is None else tuple(sorted({"issuer": t["issuer"], "processor": src}.items()))
-            params = (("from_processor", src), ("holdout", config.holdout), ("to_processor", qn))
+            params = (("from_processor", src), ("holdout", holdout), ("to_processor", qn))
             if est is None:
                 out.append(Candidate(ActionType.REROUTE, target, params, h, 0.0, 0.0, share,
                                      reject_reason=f"{qn}: not measured now for this issuer"))

@@ -12,6 +12,7 @@ same luck per attempt (common random numbers).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from agent import Agent, AgentSettings
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, SliceStats, Stats, sum_stats
 from simulator import Scenario, ScenarioError, Simulator, load_scenario
-from state_writer import StateWriter, dumps
+from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
 REPORT_SCHEMA_VERSION = 1
@@ -52,9 +53,17 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
                  settings: AgentSettings = AgentSettings(), state_dir: str | Path | None = None,
                  write_every: int = 10, on_tick=None, llm=None, summarizer=None) -> RunResult:
     sim = Simulator(universe, seed, scenario.payments_per_tick, scenario.tick_seconds, scenario.start_hour)
-    agent = Agent(universe, settings, policy, llm=llm, summarizer=summarizer)
     tick_ref = [0]
-    writer = StateWriter(state_dir, sim_clock(scenario, tick_ref)) if state_dir else None
+    clock = sim_clock(scenario, tick_ref)
+    audit = None
+    if state_dir:
+        archive_audit(Path(state_dir), clock().replace(":", "").replace("-", ""))
+        audit = AuditLog(state_dir, clock, "run.py")
+    agent = Agent(universe, settings, policy, llm=llm, summarizer=summarizer,
+                  clock=lambda: tick_ref[0] * scenario.tick_seconds, audit=audit.append if audit else None)
+    writer = StateWriter(state_dir, clock) if state_dir else None
+    if audit:
+        audit.append({"event": "run_start", "reason": f"scenario {scenario.name!r}, seed {seed}, policy {policy}"})
     result = RunResult(scenario, seed, policy, agent)
     shape = agent.observer.shape
     for phase in scenario.phases:
@@ -74,9 +83,19 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()
-        for name, doc in agent.state_documents({"state": "finished", "mode": "run"}).items():
+        docs = agent.state_documents({"state": "finished", "mode": "run"})
+        docs["control_plane.json"]["audit_head"] = audit.head
+        for name, doc in docs.items():
             writer.write(name, doc)
+        audit.append({"event": "run_end", "reason": f"{scenario.total_ticks} ticks"})
     return result
+
+
+def archive_audit(state_dir: Path, stamp: str) -> None:
+    """A one-shot run starts its own audit chain; an earlier log is kept beside it, never deleted."""
+    old = state_dir / AUDIT_FILE
+    if old.exists():
+        old.rename(state_dir / f"{AUDIT_FILE}.{stamp}.{os.getpid()}")
 
 
 # -- report ---------------------------------------------------------------------------
@@ -240,6 +259,11 @@ def main(argv=None) -> int:
         print(f"run.py: {e}", file=sys.stderr)
         return 2
     seed = scenario.seed if args.seed is None else args.seed
+    try:
+        lock = acquire_lock(args.state_dir, "run.py")
+    except StateLocked as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     printer = None if args.quiet else PhasePrinter(total=scenario.total_ticks)
     if not args.quiet:
@@ -251,6 +275,7 @@ def main(argv=None) -> int:
         if not args.quiet:
             print("\n\nCounterfactual: the same seed with the agent switched off ...", file=sys.stderr)
         base = run_scenario(scenario, seed, "none", universe)
+    lock.close()
     report = build_report(res, base)
     print_analysis(report)
     if args.report:
