@@ -75,3 +75,15 @@ def test_retry_and_first_attempt_rates_are_separate():
     assert s.attempts == s.payments + s.retries
     assert s.retry_rate < s.first_attempt_rate     # storm retries mostly fail
     assert s.attempts_per_payment > 1.3
+
+
+def test_tables_by_dimension_agree_with_slices():
+    sim, obs = Simulator(U, seed=8), Observer(U)
+    for _ in range(7):
+        snap = obs.observe(sim.step(ControlPlane(), ()))
+    t = snap.window.table("issuer", "processor")
+    for i in range(len(U.issuers)):
+        for p in range(len(U.processors)):
+            s = snap.window.slice({"issuer": i, "processor": p})
+            assert (t["attempts"][i, p], t["payments"][i, p], t["first_approvals"][i, p]) == (s.attempts, s.payments, s.first_approvals)
+    assert snap.window.table("method")["approvals"].sum() == snap.window.total.approvals
