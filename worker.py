@@ -5,11 +5,12 @@ simulator, step the agent, write state/. The agent never sees the schedule;
 state/simulator.json shows it to people as ground truth. Ctrl-C or SIGTERM
 finish the current tick, write state and exit 0.
 
-    python worker.py [--tps N] [--tick-seconds S] [--seed N] [--state-dir DIR] [--max-ticks N]
+    python worker.py [--tps N] [--tick-seconds S] [--seed N] [--state-dir DIR] [--max-ticks N] [--no-llm]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -18,10 +19,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+import llm_reasoner
 from agent import Agent, AgentSettings
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from simulator import Fault, FaultKind, ScheduledFault, Simulator
 from state_writer import StateWriter
+
+
+SUMMARY_EVERY_S = 300.0  # the learner's LLM summary is refreshed at most this often, and only when outcomes changed
 
 
 def utc_now() -> str:
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--state-dir", default="state")
     ap.add_argument("--max-ticks", type=int, default=None, help="stop after this many ticks (tests, soak runs)")
+    ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
     args = ap.parse_args(argv)
     if args.tps <= 0 or args.tick_seconds <= 0:
         print("worker.py: --tps and --tick-seconds must be positive", file=sys.stderr)
@@ -103,18 +109,23 @@ def main(argv=None) -> int:
     universe = DEFAULT_UNIVERSE
     start_hour = datetime.now(timezone.utc).hour
     sim = Simulator(universe, args.seed, args.tps * args.tick_seconds, args.tick_seconds, start_hour)
-    agent = Agent(universe, AgentSettings())
+    llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic())
+    agent = Agent(universe, AgentSettings(), llm=llm, summarizer=llm)
+    summary_every = max(1, round(SUMMARY_EVERY_S / args.tick_seconds))
     schedule = RandomFaultSchedule(universe, args.seed)
     writer = StateWriter(args.state_dir, utc_now)
     stopper = Stopper()
     started = utc_now()
     next_at = time.monotonic()
     print(f"worker: {args.tps:,.0f} payments/s, a tick every {args.tick_seconds:g} s, seed {args.seed}, "
-          f"state in {args.state_dir}/ (Ctrl-C to stop)", file=sys.stderr)
+          f"state in {args.state_dir}/, LLM {llm.settings.model if llm.enabled else 'off (' + llm.off_reason.value + ')'} "
+          f"(Ctrl-C to stop)", file=sys.stderr)
     tick = 0
     while not stopper.stop and (args.max_ticks is None or tick < args.max_ticks):
         batch = sim.step(agent.control, schedule.faults_at(tick))
         agent.step(batch)
+        if tick % summary_every == summary_every - 1:
+            agent.learner.summarize()
         status = {"state": "paused" if agent.executor.paused else "running", "mode": "live", "started_at": started,
                   "tick_seconds": args.tick_seconds, "tps": args.tps, "seed": args.seed}
         for name, doc in agent.state_documents(status).items():
