@@ -13,7 +13,7 @@ this module records where each came from. Never decides or acts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from observer import SliceStats, Snapshot
@@ -45,6 +45,7 @@ class Hypothesis:
     source: Source = Source.HEURISTIC
     fallback_reason: str | None = None
     supported_by_heuristic: bool = True
+    llm_confidence: float | None = None       # what the LLM said, when it named this hypothesis
 
     @property
     def target_dict(self) -> dict[str, str]:
@@ -61,6 +62,8 @@ class Hypothesis:
             d["fallback_reason"] = self.fallback_reason
         if not self.supported_by_heuristic:
             d["supported_by_heuristic"] = False
+        if self.llm_confidence is not None:
+            d["llm_confidence"] = round(self.llm_confidence, 3)
         return d
 
 
@@ -174,6 +177,30 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
                 f"approvals per payment {_pct(now.approvals_per_payment)} vs {_pct(base.approvals_per_payment)}")))
 
     return sorted(out, key=lambda h: -h.confidence)
+
+
+def merge_hypotheses(heuristic, llm: tuple[Hypothesis, ...] | None,
+                     fallback_reason: str | None = None) -> tuple[Hypothesis, ...]:
+    """Heuristic hypotheses always stay; the LLM's may confirm them or stand beside them. Pure.
+
+    llm None: the LLM was wanted but unavailable; each heuristic hypothesis is marked
+    heuristic_fallback with the reason. An LLM hypothesis with the same cause and target
+    confirms a heuristic one: source gemini, confidence the mean of both but never above
+    the heuristic's own, so agreement cannot push a hypothesis over the automatic-action
+    threshold while doubt pulls it halfway down. Any other LLM hypothesis is added with
+    supported_by_heuristic False, and decision.py asks a human for any action it leads to.
+    """
+    if llm is None:
+        return tuple(replace(h, source=Source.HEURISTIC_FALLBACK, fallback_reason=fallback_reason) for h in heuristic)
+    by_key = {g.key: g for g in llm}
+    out = []
+    for h in heuristic:
+        g = by_key.pop(h.key, None)
+        out.append(h if g is None else replace(
+            h, source=Source.GEMINI, confidence=min(h.confidence, (h.confidence + g.confidence) / 2),
+            llm_confidence=g.confidence, evidence=h.evidence + tuple(f"gemini: {e}" for e in g.evidence)))
+    return tuple(out) + tuple(replace(g, source=Source.GEMINI, supported_by_heuristic=False,
+                                      llm_confidence=g.confidence) for g in by_key.values())
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the agent switched off (policy "none") for the counterfactual: same payments,
 same luck per attempt (common random numbers).
 
     python run.py [--seed N] [--scenario FILE] [--report FILE] [--state-dir DIR]
-                  [--policy agent|none] [--quiet]
+                  [--policy agent|none] [--quiet] [--no-llm]
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import llm_reasoner
 from agent import Agent, AgentSettings
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, SliceStats, Stats, sum_stats
@@ -83,6 +84,8 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()
+        if llm is not None and llm.enabled:      # the summary's call belongs in the accounting too
+            agent.llm_status = {**agent.llm_status, "accounting": llm.accounting()}
         docs = agent.state_documents({"state": "finished", "mode": "run"})
         docs["control_plane.json"]["audit_head"] = audit.head
         for name, doc in docs.items():
@@ -131,6 +134,7 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
                     for a in agent.executor.actions.values()],
         "learning": agent.learner.get_action_effectiveness_stats(),
         "totals": {"approved_payments": res.approved_payments, "approved_amount": round(res.approved_amount, 2)},
+        "llm": agent.llm_status,
     }
     if agent.learner.summary:
         report["learning_summary"] = agent.learner.summary
@@ -164,8 +168,8 @@ PHASE_COLS = [("name", "phase", "s"), ("payments", "payments", "n"), ("attempts"
               ("cost_per_approved", "cost/approved", "$")]
 
 
-def print_analysis(report: dict, out=sys.stdout) -> None:
-    p = lambda *a: print(*a, file=out)
+def print_analysis(report: dict, out=None) -> None:
+    p = lambda *a: print(*a, file=out or sys.stdout)   # sys.stdout at call time, so that a capture sees it
     p(f"\n=== Post-run analysis: {report['scenario']} (seed {report['seed']}, policy {report['policy']}) ===\n")
     p(f"Per phase, policy {report['policy']}:")
     p(table(report["phases"], PHASE_COLS))
@@ -193,8 +197,9 @@ def print_analysis(report: dict, out=sys.stdout) -> None:
                                              "helped_rate", "rolled_back", "mean_success_gain")]))
     else:
         p("  no judged actions")
-    if report.get("learning_summary"):
-        p(f"  summary: {report['learning_summary']}")
+    p("\nLLM:")
+    for line in llm_reasoner.describe(report.get("llm", {}), report.get("learning_summary")):
+        p(line)
     if cf:
         p(f"\nAgainst the same traffic with the agent off: approvals saved {cf['approvals_saved']:+,}, "
           f"approved amount saved ${cf['approved_amount_saved']:+,.2f} "
@@ -209,21 +214,22 @@ def _gist(reason: str) -> str:
 class PhasePrinter:
     """Prints, phase by phase, what the agent noticed and did, as it happens."""
 
-    def __init__(self, out=sys.stdout, progress=sys.stderr, total: int = 0):
+    def __init__(self, out=None, progress=sys.stderr, total: int = 0):
         self.out, self.progress, self.total = out, progress, total
         self.phase = None
         self.seen: set = set()
         self.last_no_op = None
 
     def __call__(self, phase, tick, step) -> None:
-        p = lambda s: print(s, file=self.out)
+        p = lambda s: print(s, file=self.out or sys.stdout)
         if phase is not self.phase:
             self.phase = phase
             p(f"\n--- phase '{phase.name}' (ticks {phase.start_tick}-{phase.end_tick - 1}) ---")
         for h in step.hypotheses:
-            if h.key not in self.seen:
-                self.seen.add(h.key)
-                p(f"  t={tick:4d} hypothesis {h.cause.value} {dict(h.target)} conf {h.confidence:.2f}: {'; '.join(h.evidence)}")
+            if (h.key, h.source) not in self.seen:
+                self.seen.add((h.key, h.source))
+                tag = h.source.value + ("" if h.supported_by_heuristic else ", LLM only: actions need a human")
+                p(f"  t={tick:4d} hypothesis [{tag}] {h.cause.value} {dict(h.target)} conf {h.confidence:.2f}: {'; '.join(h.evidence)}")
         for rec in step.changed:
             if rec.status.value in ("rolled_back", "restored"):
                 p(f"  t={tick:4d} {rec.status.value.upper()} {rec.id}: {rec.end_reason}")
@@ -251,6 +257,7 @@ def main(argv=None) -> int:
     ap.add_argument("--state-dir", default="state", help="folder for the dashboard's state files")
     ap.add_argument("--policy", default="agent", choices=Agent.POLICIES)
     ap.add_argument("--quiet", action="store_true", help="print only the post-run analysis")
+    ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
     args = ap.parse_args(argv)
     universe = DEFAULT_UNIVERSE
     try:
@@ -269,7 +276,12 @@ def main(argv=None) -> int:
     if not args.quiet:
         print(f"Scenario '{scenario.name}': {scenario.total_ticks} ticks of {scenario.tick_seconds:g} s, "
               f"~{scenario.payments_per_tick:,.0f} payments per tick, seed {seed}, policy {args.policy}")
-    res = run_scenario(scenario, seed, args.policy, universe, state_dir=args.state_dir, on_tick=printer)
+    # simulated time (tick x tick_seconds) for the call budget and circuit breaker, so a seed replays exactly
+    llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda tick: tick * scenario.tick_seconds)
+    if not args.quiet:
+        print(f"LLM: {llm.settings.model}" if llm.enabled else f"LLM: off ({llm.off_reason.value}), heuristics only")
+    res = run_scenario(scenario, seed, args.policy, universe, state_dir=args.state_dir, on_tick=printer,
+                       llm=llm, summarizer=llm)
     base = None
     if args.policy != "none":
         if not args.quiet:

@@ -9,7 +9,7 @@ The worker is the only writer of its state folder (a lock), appends every change
 to the hash-chained state/audit.jsonl before making it, and resumes after a crash
 from its state files reconciled with that log. state/KILL stops all execution.
 
-    python worker.py [--tps N] [--tick-seconds S] [--seed N] [--state-dir DIR] [--max-ticks N]
+    python worker.py [--tps N] [--tick-seconds S] [--seed N] [--state-dir DIR] [--max-ticks N] [--no-llm]
     python worker.py --verify-audit [--state-dir DIR]
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import llm_reasoner
 from agent import Agent, AgentSettings
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from simulator import Fault, FaultKind, ScheduledFault, Simulator
@@ -32,6 +33,9 @@ from state_writer import (AUDIT_FILE, STATE_FILES, AuditLog, StateLocked, StateW
                           read_json, verify_audit)
 
 KILL_FILE = "KILL"   # touch state/KILL to stop every execution, automatic or approved
+
+
+SUMMARY_EVERY_S = 300.0  # the learner's LLM summary is refreshed at most this often, and only when outcomes changed
 
 
 def utc_now() -> str:
@@ -128,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--state-dir", default="state")
     ap.add_argument("--max-ticks", type=int, default=None, help="stop after this many ticks (tests, soak runs)")
     ap.add_argument("--verify-audit", action="store_true", help="check the audit log's hash chain and exit")
+    ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
     args = ap.parse_args(argv)
     state_dir = Path(args.state_dir)
     if args.verify_audit:
@@ -145,7 +150,10 @@ def main(argv=None) -> int:
     universe = DEFAULT_UNIVERSE
     audit = AuditLog(state_dir, utc_now, "worker.py")
     kill_file = state_dir / KILL_FILE
-    agent = Agent(universe, AgentSettings(), clock=time.time, audit=audit.append, kill_switch=kill_file.exists)
+    llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic())
+    agent = Agent(universe, AgentSettings(), llm=llm, summarizer=llm, clock=time.time, audit=audit.append,
+                  kill_switch=kill_file.exists)
+    summary_every = max(1, round(SUMMARY_EVERY_S / args.tick_seconds))
     previous = read_json(state_dir / "status.json") or {}
     notes += agent.restore(read_json(state_dir / "control_plane.json"), read_json(state_dir / "learning.json"),
                            read_audit(state_dir / AUDIT_FILE))
@@ -173,12 +181,15 @@ def main(argv=None) -> int:
         writer.write("simulator.json", {"tick": agent.last.tick, **schedule.describe()})
 
     print(f"worker: {args.tps:,.0f} payments/s, a tick every {args.tick_seconds:g} s, seed {args.seed}, "
-          f"state in {state_dir}/ (Ctrl-C to stop)", file=sys.stderr)
+          f"state in {state_dir}/, LLM {llm.settings.model if llm.enabled else 'off (' + llm.off_reason.value + ')'} "
+          f"(Ctrl-C to stop)", file=sys.stderr)
     next_at, ran = time.monotonic(), 0
     while not stopper.stop and (args.max_ticks is None or ran < args.max_ticks):
         batch = sim.step(agent.control, schedule.faults_at(tick))
         agent.step(batch)
         agent.executor.prune()
+        if ran % summary_every == summary_every - 1:
+            agent.learner.summarize()
         write_state("paused" if agent.executor.paused else "running")
         tick, ran = tick + 1, ran + 1
         next_at += args.tick_seconds
