@@ -1,4 +1,4 @@
-"""llm_contract, llm_reasoner and reasoner.merge_hypotheses with a fake client: no network, frozen time."""
+"""The LLM contract in reasoner, llm_reasoner and reasoner.merge_hypotheses with a fake client: no network, frozen time."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from google.genai import errors, types
 
-import llm_contract as C
+import reasoner as C
 import llm_reasoner as L
 from decision import ControlView, LearningSignal, decide
 from gemini_stub import forbid_network
@@ -438,7 +438,6 @@ def _reach(module: str) -> set[str]:
 
 
 def test_layering():
-    assert not {"llm_reasoner", "llm_contract", "llm_guard"} & _reach("decision")
-    for m in ("llm_reasoner", "llm_contract", "llm_guard"):
-        assert not {"decision", "executor", "state_writer"} & _reach(m), m
-    assert not any(n.startswith("google") for n in _imports("llm_contract"))   # the contract is pure
+    assert "llm_reasoner" not in _reach("decision")
+    assert not {"decision", "executor", "state_writer"} & _reach("llm_reasoner")
+    assert not any(n.startswith("google") for n in _imports("reasoner"))   # the contract is pure
