@@ -57,6 +57,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     writer = StateWriter(state_dir, sim_clock(scenario, tick_ref)) if state_dir else None
     result = RunResult(scenario, seed, policy, agent)
     shape = agent.observer.shape
+    run_status = {"mode": "run", "tick_seconds": scenario.tick_seconds}
     for phase in scenario.phases:
         parts = []
         for tick in range(phase.start_tick, phase.end_tick):
@@ -66,7 +67,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
             parts.append(step.snapshot.last)
             result.approved_amount += float(batch.amount[batch.approved].sum())
             if writer and (tick % write_every == 0 or tick == scenario.total_ticks - 1):
-                for name, doc in agent.state_documents({"state": "running", "mode": "run"}).items():
+                for name, doc in agent.state_documents({"state": "running", **run_status}).items():
                     writer.write(name, doc)
             if on_tick:
                 on_tick(phase, tick, step)
@@ -74,7 +75,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()
-        for name, doc in agent.state_documents({"state": "finished", "mode": "run"}).items():
+        for name, doc in agent.state_documents({"state": "finished", **run_status}).items():
             writer.write(name, doc)
     return result
 
