@@ -111,6 +111,8 @@ class Agent:
                                  for i, p in enumerate(self.universe.processor_names)}
         s["hypotheses"] = len(r.hypotheses)
         s["action"] = r.action.id if r.action else None
+        before = {h.key for h in self.last.hypotheses} if self.last else set()   # self.last is the previous tick
+        s["detected"] = [{"cause": h.cause.value, "target": h.target_dict} for h in r.hypotheses if h.key not in before]
         self.trend.append(s)
         for h in r.hypotheses:
             if h.key not in self.first_seen:

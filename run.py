@@ -67,6 +67,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
         audit.append({"event": "run_start", "reason": f"scenario {scenario.name!r}, seed {seed}, policy {policy}"})
     result = RunResult(scenario, seed, policy, agent)
     shape = agent.observer.shape
+    run_status = {"mode": "run", "tick_seconds": scenario.tick_seconds}
     for phase in scenario.phases:
         parts = []
         for tick in range(phase.start_tick, phase.end_tick):
@@ -76,7 +77,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
             parts.append(step.snapshot.last)
             result.approved_amount += float(batch.amount[batch.approved].sum())
             if writer and (tick % write_every == 0 or tick == scenario.total_ticks - 1):
-                for name, doc in agent.state_documents({"state": "running", "mode": "run"}).items():
+                for name, doc in agent.state_documents({"state": "running", **run_status}).items():
                     writer.write(name, doc)
             if on_tick:
                 on_tick(phase, tick, step)
@@ -86,7 +87,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
         agent.learner.summarize()
         if llm is not None and llm.enabled:      # the summary's call belongs in the accounting too
             agent.llm_status = {**agent.llm_status, "accounting": llm.accounting()}
-        docs = agent.state_documents({"state": "finished", "mode": "run"})
+        docs = agent.state_documents({"state": "finished", **run_status})
         docs["control_plane.json"]["audit_head"] = audit.head
         for name, doc in docs.items():
             writer.write(name, doc)

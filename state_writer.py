@@ -5,6 +5,10 @@ then os.replace()d over the old file, so a reader sees the old or the new file,
 never half of one. Every document carries schema_version and generated_at, and is
 strict JSON (NaN and infinity become null). read_json() forgives: a missing,
 half-written or corrupt file reads as None.
+
+write_command() is the dashboard's only way to reach the worker: it drops one
+operator command (approve, reject, pause, resume) as its own file into
+state/commands/, and worker.py validates and applies it on its next tick.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +24,8 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 STATE_FILES = ("metrics.json", "hypotheses.json", "actions.json", "learning.json", "control_plane.json", "status.json")
+COMMANDS_DIR = "commands"                       # state/commands/<id>.json: one operator command per file
+COMMANDS = ("approve", "reject", "pause", "resume")
 
 
 def _clean(x):
@@ -67,6 +74,24 @@ def read_json(path: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def write_command(state_dir: str | Path, command: dict) -> Path:
+    """Atomically drop one operator command into state_dir/commands/ for the worker; returns its path.
+
+    `command` names the command (one of COMMANDS), `by` and `issued_at` (ISO time), and for
+    approve/reject the `action_id` (approve also the action's `params_hash`). A unique `id` is
+    added when missing; the worker refuses an id it has seen before.
+    """
+    if command.get("command") not in COMMANDS:
+        raise ValueError(f"unknown command {command.get('command')!r}; valid: {', '.join(COMMANDS)}")
+    doc = {"id": uuid.uuid4().hex, **command}
+    cid = doc["id"]
+    if not (isinstance(cid, str) and 0 < len(cid) <= 64 and cid.isascii() and cid.replace("-", "").isalnum()):
+        raise ValueError(f"command id must be 1-64 letters, digits or dashes, got {cid!r}")
+    path = Path(state_dir) / COMMANDS_DIR / f"{cid}.json"
+    write_json(path, doc, str(doc.get("issued_at", "")))
+    return path
 
 
 class StateWriter:

@@ -1,0 +1,259 @@
+"""Display: the operator's page (`streamlit run dashboard.py`), redrawn every 2 seconds.
+
+Reads state/*.json (cached by modification time, the last good copy kept when a
+file is missing or half-written) and shows what the agent sees, why it acted or
+did not, and what waits for a human. Its only write is an operator command
+(approve, reject, pause, resume) dropped by state_writer.write_command for
+worker.py to apply. Never imports the agent or the executor and never changes
+routing itself; numbers, text and charts come from dashboard_view.
+
+State folder: `streamlit run dashboard.py -- --state-dir DIR`, else $PAYOPS_STATE_DIR, else ./state.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import streamlit as st
+
+import dashboard_view as view
+from state_writer import read_json, write_command
+
+REFRESH_S = 2
+REQUIRED = ("status.json", "metrics.json", "hypotheses.json", "actions.json", "learning.json")
+OPTIONAL = ("simulator.json", "commands.json")   # live mode only
+
+
+def state_dir() -> Path:
+    ap = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    ap.add_argument("--state-dir")
+    args, _ = ap.parse_known_args()
+    return Path(args.state_dir or os.environ.get("PAYOPS_STATE_DIR") or "state")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _read(path: str, mtime_ns: int, size: int) -> dict | None:
+    """One parsed file; modification time and size are the cache key, so a new write is read once."""
+    return read_json(path)
+
+
+def load(folder: Path) -> tuple[dict[str, dict] | None, list[str], float | None]:
+    """(documents, warnings, seconds since the newest write); documents is None when there is no state at all."""
+    good: dict = st.session_state.setdefault("last_good", {})
+    docs, warnings, newest = {}, [], None
+    for name in REQUIRED + OPTIONAL:
+        try:
+            stat = (folder / name).stat()
+        except OSError:
+            doc, problem = None, "is missing"
+        else:
+            newest = max(newest or 0.0, stat.st_mtime)
+            doc = _read(str(folder / name), stat.st_mtime_ns, stat.st_size)
+            problem = None if doc is not None else "is half-written or corrupt"
+        if doc is not None:
+            good[name] = doc
+        elif name in REQUIRED or name in good or problem != "is missing":
+            kept = good.get(name)
+            warnings.append(f"`{name}` {problem}: " + (f"showing the last good copy (tick {kept.get('tick')})." if kept
+                                                      else "its sections wait for the next good write."))
+        docs[name] = good.get(name) or {}
+    if newest is None and not any(n in good for n in REQUIRED):
+        return None, [], None
+    return docs, warnings, None if newest is None else max(0.0, time.time() - newest)
+
+
+def send(folder: Path, kind: str, action: dict | None = None) -> None:
+    """Button callback: drop one command for the worker and remember it, so the page can show its fate."""
+    by = str(st.session_state.get("operator", "")).strip()
+    if not by:
+        st.session_state["sent"] = {"error": "Type your name in the sidebar first: every approval records who gave it."}
+        return
+    path = write_command(folder, view.make_command(kind, by, utc_now(), action))
+    st.session_state["sent"] = {"id": path.stem, "command": kind, "action_id": (action or {}).get("id")}
+
+
+def welcome(folder: Path) -> None:
+    st.info(f"No agent state yet in `{folder}/`. Start the agent in another terminal; this page picks it up "
+            f"within {REFRESH_S} seconds.")
+    st.markdown("**Live:** a simulated payment stream, a tick per second, with faults injected at random:")
+    st.code("python worker.py", language="bash")
+    st.markdown("**Or the replay demo** (228 ticks in a few seconds, leaves its end state behind):")
+    st.code("python run.py", language="bash")
+    st.caption("Another folder? `streamlit run dashboard.py -- --state-dir DIR` or set PAYOPS_STATE_DIR.")
+
+
+def header(docs: dict, age: float | None) -> None:
+    status, hyp = docs["status.json"], docs["hypotheses.json"]
+    cells = view.headline(docs["metrics.json"].get("summary"), status.get("tick_seconds"))
+    cols = st.columns(4) + st.columns(4)
+    for col, m in zip(cols, cells):
+        col.metric(m["label"], m["value"], m["delta"], delta_color=m["delta_color"], help=m["help"])
+    label, detail = view.agent_status(status, age)
+    cols[6].metric("Agent", label)
+    cols[6].caption(detail)
+    llm, why = view.llm_status(hyp.get("llm"), hyp.get("latest"))
+    cols[7].metric("LLM", llm)
+    cols[7].caption(why)
+    st.caption(f"tick {status.get('tick')} · {status.get('mode', '?')} mode · "
+               f"updated {view.age_text(age or 0)} ago · refreshes every {REFRESH_S} s")
+
+
+def story(docs: dict) -> None:
+    s = view.situation(docs["hypotheses.json"], docs["actions.json"])
+    with st.container(border=True):
+        for col, (title, key) in zip(st.columns(3), (("What is wrong", "wrong"), ("What the agent did", "did"),
+                                                      ("Waiting for you", "waiting"))):
+            col.markdown(f"**{title}**")
+            col.markdown("\n".join(f"- {line}" for line in s[key]))
+
+
+def approvals(folder: Path, docs: dict, live: bool) -> None:
+    st.subheader("Approval queue")
+    paused = docs["status.json"].get("paused") or docs["status.json"].get("state") == "paused"
+    c1, c2 = st.columns([1, 3])
+    c1.button("Resume automation" if paused else "Pause automation", key="pause-switch", disabled=not live,
+              on_click=send, args=(folder, "resume" if paused else "pause"))
+    c2.caption("Paused: the agent observes and reasons, and every decision waits here for you." if paused else
+               "Running: low-risk actions run on their own; high-risk ones wait here for you.")
+    sent, log = st.session_state.get("sent"), docs["commands.json"].get("log") or []
+    if sent and "error" in sent:
+        st.error(sent["error"])
+        sent = None
+    if sent:
+        done = next((e for e in reversed(log) if e.get("id") == sent["id"]), None)
+        what = f"{sent['command']} {sent['action_id'] or ''}".strip()
+        if done is None:
+            st.info(f"Sent {what}; waiting for the worker to pick it up.")
+        elif done.get("result") == "accepted":
+            st.success(f"{what}: {done.get('message')}")
+        else:
+            st.error(f"{what}: {done.get('message')}")
+    if not live:
+        st.caption("The worker is not running: approvals and the pause switch need `python worker.py`.")
+    pending = docs["actions.json"].get("pending") or []
+    if not pending:
+        st.write("Nothing waits for approval.")
+    for a in pending:
+        with st.container(border=True):
+            st.markdown(f"**{view.action_text(a)}**")
+            st.markdown(f"Risk **{a.get('risk', 0):.2f}** · confidence {a.get('confidence', 0):.2f} · "
+                        f"cause {a.get('cause')} · proposed at tick {a.get('tick')}  \n"
+                        f"Expected effect: {view.expected_text(a.get('expected'))}  \n"
+                        f"Why it waits: {'; '.join(a.get('guardrails') or []) or 'needs a human'}")
+            st.caption(a.get("explanation", ""))
+            waiting = bool(sent and sent["action_id"] == a["id"] and not any(e.get("id") == sent["id"] for e in log))
+            b1, b2, _ = st.columns([1, 1, 4])
+            b1.button("Approve", key=f"approve-{a['id']}", type="primary", disabled=waiting or not live,
+                      on_click=send, args=(folder, "approve", a))
+            b2.button("Reject", key=f"reject-{a['id']}", disabled=waiting or not live,
+                      on_click=send, args=(folder, "reject", a))
+
+
+def charts(docs: dict) -> None:
+    m, actions = docs["metrics.json"], docs["actions.json"].get("actions")
+    st.subheader("Traffic")
+    top, bottom = st.columns(2), st.columns(2)
+    top[0].markdown("**Success rate over time** (dashed rules: faults detected; solid: actions)")
+    top[0].altair_chart(view.success_trend_chart(m.get("trend"), actions))
+    top[1].markdown("**First-attempt success by issuer** (black tick: baseline; grey: too thin to judge)")
+    top[1].altair_chart(view.issuer_chart(m.get("issuers")))
+    bottom[0].markdown("**Latency by processor** (p50 dashed, p95 solid; rules: actions)")
+    bottom[0].altair_chart(view.latency_chart(m.get("trend"), actions))
+    bottom[1].markdown("**Error code mix** (last window)")
+    bottom[1].altair_chart(view.error_mix_chart(m.get("error_codes")))
+
+
+def reasoning(docs: dict) -> None:
+    hyp, act = docs["hypotheses.json"], docs["actions.json"]
+    st.subheader("Hypotheses")
+    frame = view.hypotheses_frame(hyp.get("latest"))
+    if frame.empty:
+        st.write("None this tick: every measured slice is within its baseline.")
+    else:
+        st.dataframe(frame, hide_index=True)
+    st.subheader("Current decision")
+    exp = act.get("explanation") or {}
+    st.markdown(f"**{view.decision_verdict(act.get('decision'))}**")
+    st.markdown(f"Observation: {exp.get('observation', 'n/a')}  \nDecision: {exp.get('decision', 'n/a')}")
+    g, t = st.columns(2)
+    g.markdown("**Guardrails that fired**\n" + "\n".join(f"- {x}" for x in exp.get("guardrails") or ["none"]))
+    t.markdown("**Trade-offs weighed, alternatives rejected**\n"
+               + "\n".join(f"- {x}" for x in exp.get("tradeoffs") or ["none: no alternative was on the table"]))
+    latest = max(act.get("actions") or [], key=lambda a: a.get("tick", 0), default=None)
+    if latest:
+        st.caption(f"Latest action decision, {latest['id']} at tick {latest.get('tick')}: {latest.get('explanation')}")
+
+
+def history(docs: dict) -> None:
+    st.subheader("Action history")
+    frame = view.actions_frame(docs["actions.json"].get("actions"))
+    if frame.empty:
+        st.write("No action yet.")
+    else:
+        st.dataframe(frame, hide_index=True)
+    st.subheader("Learning")
+    learn = docs["learning.json"]
+    level, lines = view.caution(learn.get("signal"))
+    c1, c2 = st.columns([1, 3])
+    c1.metric("Caution level", level)
+    c2.markdown("\n".join(f"- {x}" for x in lines) or "No recent harm: the usual confidence thresholds apply.")
+    eff = view.effectiveness_frame(learn.get("effectiveness"))
+    if eff.empty:
+        st.write("No judged action yet.")
+    else:
+        st.dataframe(eff, hide_index=True)
+    summary = learn.get("summary")
+    st.markdown("**Latest learning summary:** " + (str(summary.get("text", summary)) if isinstance(summary, dict)
+                                                   else str(summary) if summary else
+                                                   "none yet (written by the LLM summarizer when it is on)."))
+    log = docs["commands.json"].get("log")
+    if log:
+        st.subheader("Operator commands")
+        st.dataframe(view.commands_frame(log), hide_index=True)
+    sim = docs["simulator.json"]
+    if sim:
+        with st.expander("Injected fault (ground truth for people; the agent never reads it)"):
+            st.json({k: v for k, v in sim.items() if k not in ("schema_version", "generated_at")})
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_page(folder: Path) -> None:
+    docs, warnings, age = load(folder)
+    if docs is None:
+        welcome(folder)
+        return
+    for w in warnings:
+        st.warning(w)
+    label, detail = view.agent_status(docs["status.json"], age)
+    if age is not None and age > view.STALE_AFTER_S:
+        st.error(f"The worker is not running: the state was last written {view.age_text(age)} ago ({detail}). "
+                 "Start it with `python worker.py`; below is the last state it left.")
+    elif label == "paused":
+        st.warning("Automation is paused: the agent observes and reasons, but executes nothing on its own.")
+    is_live = label in ("running", "paused")
+    header(docs, age)
+    story(docs)
+    for section in (lambda: approvals(folder, docs, is_live), lambda: charts(docs), lambda: reasoning(docs),
+                    lambda: history(docs)):
+        try:
+            section()
+        except Exception as e:  # the edge: an odd document costs one section, never the page
+            st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {e}")
+
+
+st.set_page_config(page_title="Payment ops agent", layout="wide")
+st.title("Payment operations agent")
+st.sidebar.text_input("Operator name", value=os.environ.get("PAYOPS_OPERATOR") or os.environ.get("USER") or "operator",
+                      key="operator",
+                      help="recorded with every approval and rejection")
+st.sidebar.caption(f"State folder: `{state_dir()}`")
+st.sidebar.caption("Approve and Reject write a command file into state/commands/; the worker applies it on its "
+                   "next tick, at most once, and refuses stale or repeated commands.")
+live_page(state_dir())
