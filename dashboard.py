@@ -5,7 +5,8 @@ file is missing or half-written) and shows what the agent sees, why it acted or
 did not, and what waits for a human. Its only write is an operator command
 (approve, reject, pause, resume) dropped by state_writer.write_command for
 worker.py to apply. Never imports the agent or the executor and never changes
-routing itself; numbers, text and charts come from dashboard_view.
+routing itself; its text comes from explainability, its tables and charts are pure functions
+here that tests call on fixture state.
 
 State folder: `streamlit run dashboard.py -- --state-dir DIR`, else $PAYOPS_STATE_DIR, else ./state.
 """
@@ -17,14 +18,193 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
-import dashboard_view as view
+import explainability as explain
 from state_writer import read_json, write_command
 
 REFRESH_S = 2
 REQUIRED = ("status.json", "metrics.json", "hypotheses.json", "actions.json", "learning.json")
 OPTIONAL = ("simulator.json", "commands.json")   # live mode only
+THIN_COLOR, BAD_COLOR, OK_COLOR = "#b8b8b8", "#d62728", "#1f77b4"
+CHART_HEIGHT = 360        # pixels for the whole chart: Streamlit fits axes and legends inside it
+BAD_DROP = 0.05           # the reasoner's min_drop: 5 pp below baseline is what payment ops cares about
+CODE_NAMES = {"05": ("05 do not honor", "soft"), "51": ("51 insufficient funds", "soft"),
+              "91": ("91 issuer unavailable", "technical"), "96": ("96 system malfunction", "technical"),
+              "timeout": ("timeout", "technical"), "14": ("14 invalid card", "hard"),
+              "54": ("54 expired card", "hard"), "57": ("57 not permitted", "hard")}
+EVENT_COLORS = {"detected": "#ff7f0e", "executed": "#2ca02c", "pending_approval": "#9467bd",
+                "rolled_back": "#d62728", "restored": "#17becf", "rejected": "#7f7f7f"}
+
+
+# -- tables and charts: pure, from parsed state documents ----------------------------------
+
+def make_command(kind: str, by: str, issued_at: str, action: dict | None = None) -> dict:
+    """The command document the dashboard asks state_writer.write_command to drop for the worker."""
+    cmd = {"command": kind, "by": by, "issued_at": issued_at}
+    if action is not None:
+        cmd["action_id"] = action["id"]
+        if kind == "approve":
+            cmd["params_hash"] = action["params_hash"]
+    return cmd
+
+
+def hypotheses_frame(latest: list[dict] | None) -> pd.DataFrame:
+    rows = [{"cause": h.get("cause"), "target": explain.target_text(h.get("target")), "confidence": h.get("confidence"),
+             "evidence": "; ".join(h.get("evidence") or []), "source": h.get("source")} for h in latest or []]
+    return pd.DataFrame(rows, columns=["cause", "target", "confidence", "evidence", "source"])
+
+
+def actions_frame(actions: list[dict] | None) -> pd.DataFrame:
+    rows = []
+    for a in sorted(actions or [], key=explain.last_event_tick, reverse=True):
+        ap = a.get("approval") or {}
+        rows.append({"id": a.get("id"), "tick": a.get("tick"), "action": a.get("action"),
+                     "target": explain.target_text(a.get("target")), "status": a.get("status"), "outcome": a.get("outcome"),
+                     "decided by": ap.get("by") or ap.get("rejected_by") or ("agent" if a.get("executed_tick") is not None
+                                                                          else ""),
+                     "ended": a.get("ended_tick"), "rollback / end reason": a.get("end_reason") or "",
+                     "risk": round(a.get("risk") or 0, 2),
+                     "params": ", ".join(f"{k}={v}" for k, v in (a.get("params") or {}).items())})
+    cols = ["id", "tick", "action", "target", "status", "outcome", "decided by", "ended", "rollback / end reason",
+            "risk", "params"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["ended"] = df["ended"].astype("Int64")
+    return df
+
+
+def effectiveness_frame(effectiveness: dict | None) -> pd.DataFrame:
+    rows = [{"action": k, **{c: v.get(c) for c in ("count", "helped", "hurt", "neutral", "inconclusive",
+                                                   "helped_rate", "rolled_back", "mean_success_gain")}}
+            for k, v in (effectiveness or {}).items()]
+    return pd.DataFrame(rows, columns=["action", "count", "helped", "hurt", "neutral", "inconclusive",
+                                       "helped_rate", "rolled_back", "mean_success_gain"])
+
+
+def commands_frame(log: list[dict] | None, limit: int = 10) -> pd.DataFrame:
+    rows = [{k: e.get(k) for k in ("processed_at", "command", "action_id", "by", "result", "message")}
+            for e in reversed((log or [])[-limit:])]
+    return pd.DataFrame(rows, columns=["processed_at", "command", "action_id", "by", "result", "message"])
+
+
+def issuer_chart(issuers: list[dict] | None) -> alt.Chart:
+    """First-attempt success rate per issuer, a black tick at its baseline, thin slices grey."""
+    df = pd.DataFrame(issuers or [], columns=["issuer", "payments", "first_attempt_success_rate",
+                                              "baseline_first_attempt_success_rate", "thin"])
+    drop = df["baseline_first_attempt_success_rate"] - df["first_attempt_success_rate"]
+    df["health"] = ["thin (too few payments)" if t else "below baseline" if d >= BAD_DROP else "ok"
+                    for t, d in zip(df["thin"], drop.fillna(0))]
+    color = alt.Color("health:N", scale=alt.Scale(domain=["ok", "below baseline", "thin (too few payments)"],
+                                                  range=[OK_COLOR, BAD_COLOR, THIN_COLOR]),
+                      legend=alt.Legend(orient="top", title=None))
+    base = alt.Chart(df).encode(x=alt.X("issuer:N", sort=None, title=None, axis=alt.Axis(labelAngle=-30)))
+    tip = [alt.Tooltip("issuer:N"), alt.Tooltip("payments:Q"), alt.Tooltip("first_attempt_success_rate:Q", format=".1%"),
+           alt.Tooltip("baseline_first_attempt_success_rate:Q", format=".1%", title="baseline")]
+    bars = base.mark_bar().encode(y=alt.Y("first_attempt_success_rate:Q", title="first attempt",
+                                          axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+                                  color=color, tooltip=tip)
+    ticks = base.mark_tick(color="black", thickness=3, size=30).encode(y="baseline_first_attempt_success_rate:Q",
+                                                                        tooltip=tip)
+    return (bars + ticks).properties(height=CHART_HEIGHT)
+
+
+def trend_frame(trend: list[dict] | None) -> pd.DataFrame:
+    cols = ["tick", "success_rate", "first_attempt_success_rate", "baseline_success_rate"]
+    return pd.DataFrame([{c: t.get(c) for c in cols} for t in trend or []], columns=cols)
+
+
+def markers(trend: list[dict] | None, actions: list[dict] | None) -> pd.DataFrame:
+    """Vertical-rule events inside the trend's span: faults detected, actions taken, ended or held."""
+    ticks = [t.get("tick") for t in trend or [] if t.get("tick") is not None]
+    rows = []
+    for t in trend or []:
+        for d in t.get("detected") or []:
+            rows.append({"tick": t["tick"], "event": "detected",
+                         "label": f"detected {d.get('cause', '?').replace('_', ' ')} at {explain.target_text(d.get('target'))}"})
+    for a in actions or []:
+        what = f"{a.get('id')} {a.get('action', '?').replace('_', ' ')} {explain.target_text(a.get('target'))}"
+        if a.get("executed_tick") is not None:
+            by = f" (approved by {a['approval']['by']})" if (a.get("approval") or {}).get("by") else ""
+            rows.append({"tick": a["executed_tick"], "event": "executed", "label": f"{what} executed{by}"})
+        elif a.get("status") in ("pending_approval", "rejected"):
+            rows.append({"tick": a.get("tick"), "event": "pending_approval", "label": f"{what} held for approval"})
+        if a.get("ended_tick") is not None and a.get("status") in EVENT_COLORS:
+            rows.append({"tick": a["ended_tick"], "event": a["status"],
+                         "label": f"{what} {a['status'].replace('_', ' ')}: {a.get('end_reason') or ''}"})
+    df = pd.DataFrame(rows, columns=["tick", "event", "label"])
+    if not ticks:
+        return df.iloc[0:0]
+    return df[(df["tick"] >= min(ticks)) & (df["tick"] <= max(ticks))].reset_index(drop=True)
+
+
+def _rules(marks: pd.DataFrame) -> alt.Chart:
+    events = [e for e in EVENT_COLORS if e in set(marks["event"])] or ["detected"]
+    return alt.Chart(marks).mark_rule(strokeWidth=2, opacity=0.8).encode(
+        x="tick:Q", color=alt.Color("event:N", scale=alt.Scale(domain=events, range=[EVENT_COLORS[e] for e in events]),
+                                    legend=alt.Legend(title=None, orient="bottom", columns=3, labelLimit=220)),
+        strokeDash=alt.condition(alt.datum.event == "detected", alt.value([4, 3]), alt.value([1, 0])),
+        tooltip=["tick:Q", "event:N", "label:N"])
+
+
+def success_trend_chart(trend: list[dict] | None, actions: list[dict] | None) -> alt.LayerChart:
+    """Success and first-attempt rates per tick, the baseline dashed, detections and actions as rules."""
+    df = trend_frame(trend)
+    names = {"success_rate": "success rate", "first_attempt_success_rate": "first attempt",
+             "baseline_success_rate": "baseline"}
+    long = df.rename(columns=names).melt("tick", list(names.values()), var_name="series", value_name="rate").dropna()
+    lines = alt.Chart(long).mark_line().encode(
+        x=alt.X("tick:Q", title="tick"), y=alt.Y("rate:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
+                                                 title="success rate (last window)"),
+        color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()), range=["#1f77b4", "#aec7e8", "#555555"]),
+                        legend=alt.Legend(orient="top", title=None)),
+        strokeDash=alt.condition(alt.datum.series == "baseline", alt.value([5, 4]), alt.value([1, 0])),
+        tooltip=["tick:Q", "series:N", alt.Tooltip("rate:Q", format=".1%")])
+    return (alt.layer(lines, _rules(markers(trend, actions))).resolve_scale(color="independent", strokeDash="independent")
+            .properties(height=CHART_HEIGHT))
+
+
+def latency_frame(trend: list[dict] | None) -> pd.DataFrame:
+    rows = [{"tick": t["tick"], "processor": p, "quantile": q, "ms": ms}
+            for t in trend or [] for q in ("p50", "p95")
+            for p, ms in (t.get(f"{q}_by_processor") or {}).items() if ms is not None]
+    return pd.DataFrame(rows, columns=["tick", "processor", "quantile", "ms"])
+
+
+def latency_chart(trend: list[dict] | None, actions: list[dict] | None) -> alt.LayerChart:
+    """p50 (dashed) and p95 per processor over ticks, log scale, actions as rules."""
+    lines = alt.Chart(latency_frame(trend)).mark_line().encode(
+        x=alt.X("tick:Q", title="tick"), y=alt.Y("ms:Q", scale=alt.Scale(type="log"), title="latency (ms, log)"),
+        color=alt.Color("processor:N", legend=alt.Legend(orient="top", title=None)),
+        strokeDash=alt.StrokeDash("quantile:N", scale=alt.Scale(domain=["p95", "p50"], range=[[1, 0], [4, 3]]),
+                                  legend=alt.Legend(orient="top", title=None)),
+        tooltip=["tick:Q", "processor:N", "quantile:N", alt.Tooltip("ms:Q", format=",.0f")])
+    marks = markers(trend, actions)
+    rules = _rules(marks[marks["event"] != "detected"])
+    return (alt.layer(lines, rules).resolve_scale(color="independent", strokeDash="independent")
+            .properties(height=CHART_HEIGHT))
+
+
+def error_mix_frame(codes: dict | None) -> pd.DataFrame:
+    rows = [{"code": CODE_NAMES[c][0], "kind": CODE_NAMES[c][1], "attempts": n}
+            for c, n in (codes or {}).items() if c in CODE_NAMES]
+    return pd.DataFrame(rows, columns=["code", "kind", "attempts"])
+
+
+def error_mix_chart(codes: dict | None) -> alt.Chart:
+    """Declines and errors of the last window by code, coloured soft / technical / hard."""
+    df = error_mix_frame(codes)
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("code:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
+        x=alt.X("attempts:Q", title="attempts, last window"),
+        color=alt.Color("kind:N", scale=alt.Scale(domain=["soft", "technical", "hard"],
+                                                  range=["#ffbb78", BAD_COLOR, "#7f7f7f"]),
+                        legend=alt.Legend(orient="top", title=None)),
+        tooltip=["code:N", "kind:N", "attempts:Q"]).properties(height=CHART_HEIGHT)
+
+
+# -- the page -------------------------------------------------------------------------------
 
 
 def state_dir() -> Path:
@@ -75,7 +255,7 @@ def send(folder: Path, kind: str, action: dict | None = None) -> None:
     if not by:
         st.session_state["sent"] = {"error": "Type your name in the sidebar first: every approval records who gave it."}
         return
-    path = write_command(folder, view.make_command(kind, by, utc_now(), action))
+    path = write_command(folder, make_command(kind, by, utc_now(), action))
     st.session_state["sent"] = {"id": path.stem, "command": kind, "action_id": (action or {}).get("id")}
 
 
@@ -91,22 +271,22 @@ def welcome(folder: Path) -> None:
 
 def header(docs: dict, age: float | None) -> None:
     status, hyp = docs["status.json"], docs["hypotheses.json"]
-    cells = view.headline(docs["metrics.json"].get("summary"), status.get("tick_seconds"))
+    cells = explain.headline(docs["metrics.json"].get("summary"), status.get("tick_seconds"))
     cols = st.columns(4) + st.columns(4)
     for col, m in zip(cols, cells):
         col.metric(m["label"], m["value"], m["delta"], delta_color=m["delta_color"], help=m["help"])
-    label, detail = view.agent_status(status, age)
+    label, detail = explain.agent_status(status, age)
     cols[6].metric("Agent", label)
     cols[6].caption(detail)
-    llm, why = view.llm_status(hyp.get("llm"), hyp.get("latest"))
+    llm, why = explain.llm_status(hyp.get("llm"), hyp.get("latest"))
     cols[7].metric("LLM", llm)
     cols[7].caption(why)
     st.caption(f"tick {status.get('tick')} · {status.get('mode', '?')} mode · "
-               f"updated {view.age_text(age or 0)} ago · refreshes every {REFRESH_S} s")
+               f"updated {explain.age_text(age or 0)} ago · refreshes every {REFRESH_S} s")
 
 
 def story(docs: dict) -> None:
-    s = view.situation(docs["hypotheses.json"], docs["actions.json"])
+    s = explain.situation(docs["hypotheses.json"], docs["actions.json"])
     with st.container(border=True):
         for col, (title, key) in zip(st.columns(3), (("What is wrong", "wrong"), ("What the agent did", "did"),
                                                       ("Waiting for you", "waiting"))):
@@ -142,10 +322,10 @@ def approvals(folder: Path, docs: dict, live: bool) -> None:
         st.write("Nothing waits for approval.")
     for a in pending:
         with st.container(border=True):
-            st.markdown(f"**{view.action_text(a)}**")
+            st.markdown(f"**{explain.action_text(a)}**")
             st.markdown(f"Risk **{a.get('risk', 0):.2f}** · confidence {a.get('confidence', 0):.2f} · "
                         f"cause {a.get('cause')} · proposed at tick {a.get('tick')}  \n"
-                        f"Expected effect: {view.expected_text(a.get('expected'))}  \n"
+                        f"Expected effect: {explain.expected_text(a.get('expected'))}  \n"
                         f"Why it waits: {'; '.join(a.get('guardrails') or []) or 'needs a human'}")
             st.caption(a.get("explanation", ""))
             waiting = bool(sent and sent["action_id"] == a["id"] and not any(e.get("id") == sent["id"] for e in log))
@@ -161,26 +341,26 @@ def charts(docs: dict) -> None:
     st.subheader("Traffic")
     top, bottom = st.columns(2), st.columns(2)
     top[0].markdown("**Success rate over time** (dashed rules: faults detected; solid: actions)")
-    top[0].altair_chart(view.success_trend_chart(m.get("trend"), actions))
+    top[0].altair_chart(success_trend_chart(m.get("trend"), actions))
     top[1].markdown("**First-attempt success by issuer** (black tick: baseline; grey: too thin to judge)")
-    top[1].altair_chart(view.issuer_chart(m.get("issuers")))
+    top[1].altair_chart(issuer_chart(m.get("issuers")))
     bottom[0].markdown("**Latency by processor** (p50 dashed, p95 solid; rules: actions)")
-    bottom[0].altair_chart(view.latency_chart(m.get("trend"), actions))
+    bottom[0].altair_chart(latency_chart(m.get("trend"), actions))
     bottom[1].markdown("**Error code mix** (last window)")
-    bottom[1].altair_chart(view.error_mix_chart(m.get("error_codes")))
+    bottom[1].altair_chart(error_mix_chart(m.get("error_codes")))
 
 
 def reasoning(docs: dict) -> None:
     hyp, act = docs["hypotheses.json"], docs["actions.json"]
     st.subheader("Hypotheses")
-    frame = view.hypotheses_frame(hyp.get("latest"))
+    frame = hypotheses_frame(hyp.get("latest"))
     if frame.empty:
         st.write("None this tick: every measured slice is within its baseline.")
     else:
         st.dataframe(frame, hide_index=True)
     st.subheader("Current decision")
     exp = act.get("explanation") or {}
-    st.markdown(f"**{view.decision_verdict(act.get('decision'))}**")
+    st.markdown(f"**{explain.decision_verdict(act.get('decision'))}**")
     st.markdown(f"Observation: {exp.get('observation', 'n/a')}  \nDecision: {exp.get('decision', 'n/a')}")
     g, t = st.columns(2)
     g.markdown("**Guardrails that fired**\n" + "\n".join(f"- {x}" for x in exp.get("guardrails") or ["none"]))
@@ -193,18 +373,18 @@ def reasoning(docs: dict) -> None:
 
 def history(docs: dict) -> None:
     st.subheader("Action history")
-    frame = view.actions_frame(docs["actions.json"].get("actions"))
+    frame = actions_frame(docs["actions.json"].get("actions"))
     if frame.empty:
         st.write("No action yet.")
     else:
         st.dataframe(frame, hide_index=True)
     st.subheader("Learning")
     learn = docs["learning.json"]
-    level, lines = view.caution(learn.get("signal"))
+    level, lines = explain.caution(learn.get("signal"))
     c1, c2 = st.columns([1, 3])
     c1.metric("Caution level", level)
     c2.markdown("\n".join(f"- {x}" for x in lines) or "No recent harm: the usual confidence thresholds apply.")
-    eff = view.effectiveness_frame(learn.get("effectiveness"))
+    eff = effectiveness_frame(learn.get("effectiveness"))
     if eff.empty:
         st.write("No judged action yet.")
     else:
@@ -216,7 +396,7 @@ def history(docs: dict) -> None:
     log = docs["commands.json"].get("log")
     if log:
         st.subheader("Operator commands")
-        st.dataframe(view.commands_frame(log), hide_index=True)
+        st.dataframe(commands_frame(log), hide_index=True)
     sim = docs["simulator.json"]
     if sim:
         with st.expander("Injected fault (ground truth for people; the agent never reads it)"):
@@ -231,9 +411,9 @@ def live_page(folder: Path) -> None:
         return
     for w in warnings:
         st.warning(w)
-    label, detail = view.agent_status(docs["status.json"], age)
-    if age is not None and age > view.STALE_AFTER_S:
-        st.error(f"The worker is not running: the state was last written {view.age_text(age)} ago ({detail}). "
+    label, detail = explain.agent_status(docs["status.json"], age)
+    if age is not None and age > explain.STALE_AFTER_S:
+        st.error(f"The worker is not running: the state was last written {explain.age_text(age)} ago ({detail}). "
                  "Start it with `python worker.py`; below is the last state it left.")
     elif label == "paused":
         st.warning("Automation is paused: the agent observes and reasons, but executes nothing on its own.")
@@ -248,12 +428,17 @@ def live_page(folder: Path) -> None:
             st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {e}")
 
 
-st.set_page_config(page_title="Payment ops agent", layout="wide")
-st.title("Payment operations agent")
-st.sidebar.text_input("Operator name", value=os.environ.get("PAYOPS_OPERATOR") or os.environ.get("USER") or "operator",
-                      key="operator",
-                      help="recorded with every approval and rejection")
-st.sidebar.caption(f"State folder: `{state_dir()}`")
-st.sidebar.caption("Approve and Reject write a command file into state/commands/; the worker applies it on its "
-                   "next tick, at most once, and refuses stale or repeated commands.")
-live_page(state_dir())
+def main() -> None:
+    st.set_page_config(page_title="Payment ops agent", layout="wide")
+    st.title("Payment operations agent")
+    st.sidebar.text_input("Operator name", value=os.environ.get("PAYOPS_OPERATOR") or os.environ.get("USER") or "operator",
+                          key="operator",
+                          help="recorded with every approval and rejection")
+    st.sidebar.caption(f"State folder: `{state_dir()}`")
+    st.sidebar.caption("Approve and Reject write a command file into state/commands/; the worker applies it on its "
+                       "next tick, at most once, and refuses stale or repeated commands.")
+    live_page(state_dir())
+
+
+if __name__ == "__main__":
+    main()

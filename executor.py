@@ -139,6 +139,13 @@ class Executor:
         self._lock = threading.RLock()
         self.next_id = 1
 
+    def __getstate__(self) -> dict:            # copies and pickles carry no lock
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # -- views ------------------------------------------------------------------------
     def view(self, tick: int) -> ControlView:
         busy = frozenset(a.target_key for a in self.actions.values()

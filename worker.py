@@ -172,7 +172,8 @@ def apply_command(agent: Agent, cmd: dict | None, tick: int, now: datetime, seen
     if not isinstance(cmd.get("params_hash"), str):
         return False, "refused: approve needs the params_hash of the action as shown"
     try:
-        msg = ex.approve(action_id, by.strip(), tick, iso(now), cmd["params_hash"])
+        msg = ex.approve(action_id, by.strip(), tick, iso(now), cmd["params_hash"], now=agent.clock(),
+                         ref=cmd["id"])
     except ApprovalError as e:
         return False, f"refused: {e}"
     return msg.startswith("approved"), msg

@@ -72,7 +72,8 @@ def test_approve_applies_exactly_once_and_records_who_and_when(agent, pending):
     assert ok and msg == f"approved: {pending.id} executed"
     rec = agent.executor.actions[pending.id]
     assert rec.status.value == "executed" and rec.executed_tick == 200
-    assert rec.approval == {"by": "alice", "at": iso(NOW), "tick": 200, "params_hash": pending.params_hash}
+    assert rec.approval == {"by": "alice", "at": iso(NOW), "tick": 200, "params_hash": pending.params_hash,
+                            "ref": approve(pending)["id"]}     # the approval points at the operator's command
     seen["c1"] = True
     assert apply_command(agent, approve(pending), 201, NOW, seen) == (
         False, "refused: command c1 was already processed (replayed)")
