@@ -191,10 +191,11 @@ def merge_hypotheses(heuristic, llm: tuple[Hypothesis, ...] | None,
 
     llm None: the LLM was wanted but unavailable; each heuristic hypothesis is marked
     heuristic_fallback with the reason. An LLM hypothesis with the same cause and target
-    confirms a heuristic one: source gemini, confidence the mean of both but never above
-    the heuristic's own, so agreement cannot push a hypothesis over the automatic-action
-    threshold while doubt pulls it halfway down. Any other LLM hypothesis is added with
-    supported_by_heuristic False, and decision.py asks a human for any action it leads to.
+    confirms a heuristic one: source gemini, its evidence added and its confidence kept
+    beside (llm_confidence), while the confidence the decision reads stays the
+    heuristic's: the LLM can neither push an action over the threshold nor veto one.
+    Any other LLM hypothesis is added with supported_by_heuristic False, and decision.py
+    asks a human for any action it leads to.
     """
     if llm is None:
         return tuple(replace(h, source=Source.HEURISTIC_FALLBACK, fallback_reason=fallback_reason) for h in heuristic)
@@ -203,8 +204,7 @@ def merge_hypotheses(heuristic, llm: tuple[Hypothesis, ...] | None,
     for h in heuristic:
         g = by_key.pop(h.key, None)
         out.append(h if g is None else replace(
-            h, source=Source.GEMINI, confidence=min(h.confidence, (h.confidence + g.confidence) / 2),
-            llm_confidence=g.confidence, evidence=h.evidence + tuple(f"gemini: {e}" for e in g.evidence)))
+            h, source=Source.GEMINI, llm_confidence=g.confidence, evidence=h.evidence + tuple(f"gemini: {e}" for e in g.evidence)))
     return tuple(out) + tuple(replace(g, source=Source.GEMINI, supported_by_heuristic=False,
                                       llm_confidence=g.confidence) for g in by_key.values())
 

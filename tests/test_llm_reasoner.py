@@ -207,7 +207,7 @@ G_OTHER = Hypothesis(Cause.LATENCY_SPIKE, make_target(processor="cobalt"), 0.9, 
     (None, "timeout", [("heuristic_fallback", 0.7, True, "timeout")]),       # unavailable: fallback, with why
     ((), None, [("heuristic", 0.7, True, None)]),                             # answered, named nothing
     ((G_HI,), None, [("gemini", 0.7, True, None)]),                           # agreement never raises confidence
-    ((G_LO,), None, [("gemini", 0.5, True, None)]),                           # doubt pulls it halfway down
+    ((G_LO,), None, [("gemini", 0.7, True, None)]),                           # nor can doubt veto an action
     ((G_OTHER,), None, [("heuristic", 0.7, True, None), ("gemini", 0.9, False, None)]),  # LLM only: unsupported
 ])
 def test_merge_hypotheses(llm, reason, expect):
