@@ -41,6 +41,16 @@ EVENT_COLORS = {"detected": "#ff7f0e", "executed": "#2ca02c", "pending_approval"
 
 # -- tables and charts: pure, from parsed state documents ----------------------------------
 
+def summary_text(summary) -> str:
+    """The learner's (LLM-written) summary as plain lines: helped, hurt, watch."""
+    if not summary:
+        return "none yet (written by the LLM summarizer when it is on)."
+    if not isinstance(summary, dict):
+        return str(summary)
+    lines = [f"{key}: {item}" for key in ("helped", "hurt", "watch") for item in summary.get(key) or []]
+    return "\n".join(lines) or str(summary.get("text", "nothing to report"))
+
+
 def make_command(kind: str, by: str, issued_at: str, action: dict | None = None) -> dict:
     """The command document the dashboard asks state_writer.write_command to drop for the worker."""
     cmd = {"command": kind, "by": by, "issued_at": issued_at}
@@ -389,10 +399,8 @@ def history(docs: dict) -> None:
         st.write("No judged action yet.")
     else:
         st.dataframe(eff, hide_index=True)
-    summary = learn.get("summary")
-    st.markdown("**Latest learning summary:** " + (str(summary.get("text", summary)) if isinstance(summary, dict)
-                                                   else str(summary) if summary else
-                                                   "none yet (written by the LLM summarizer when it is on)."))
+    st.markdown("**Latest learning summary**")
+    st.text(summary_text(learn.get("summary")))     # LLM text: shown as plain text, never markdown or HTML
     log = docs["commands.json"].get("log")
     if log:
         st.subheader("Operator commands")
