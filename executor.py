@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from decision import ActionType, ControlView, Decision, PolicyConfig
@@ -177,14 +177,14 @@ class Executor:
             ov = RouteOverride(to_processor=p["to_processor"], from_processor=p.get("from_processor"),
                                issuer=t.get("issuer"), merchant=t.get("merchant"), holdout=p.get("holdout", 0.0),
                                action_id=rec.id)
-            self.control = ControlPlane(c.route_overrides + (ov,), c.retry_policies, c.suppressions)
+            self.control = replace(c, route_overrides=c.route_overrides + (ov,))
         elif rec.action == ActionType.RETRY_POLICY.value:
             pol = RetryPolicy(p["max_attempts"], p.get("min_backoff_ticks", 1), p.get("retry_hard_declines", False))
             rest = tuple(x for x in c.retry_policies if x[0] != t["merchant"])
-            self.control = ControlPlane(c.route_overrides, tuple(sorted(rest + ((t["merchant"], pol),))), c.suppressions)
+            self.control = replace(c, retry_policies=tuple(sorted(rest + ((t["merchant"], pol),))))
         elif rec.action == ActionType.SUPPRESS.value:
             sup = Suppression(t.get("issuer"), t.get("method"), t.get("merchant"), rec.id)
-            self.control = ControlPlane(c.route_overrides, c.retry_policies, c.suppressions + (sup,))
+            self.control = replace(c, suppressions=c.suppressions + (sup,))
         self.applied.add(rec.id)
         rec.status, rec.executed_tick = Status.EXECUTED, tick
         self._windows[rec.id] = deque(maxlen=self.judge.guard_ticks)
@@ -193,11 +193,10 @@ class Executor:
     def _remove(self, rec: ActionRecord) -> None:
         c = self.control
         if rec.action == ActionType.RETRY_POLICY.value:
-            self.control = ControlPlane(c.route_overrides, tuple(x for x in c.retry_policies if x[0] != rec.target["merchant"]),
-                                        c.suppressions)
+            self.control = replace(c, retry_policies=tuple(x for x in c.retry_policies if x[0] != rec.target["merchant"]))
         else:
-            self.control = ControlPlane(tuple(o for o in c.route_overrides if o.action_id != rec.id), c.retry_policies,
-                                        tuple(s for s in c.suppressions if s.action_id != rec.id))
+            self.control = replace(c, route_overrides=tuple(o for o in c.route_overrides if o.action_id != rec.id),
+                                   suppressions=tuple(s for s in c.suppressions if s.action_id != rec.id))
 
     def _end(self, rec: ActionRecord, status: Status, tick: int, reason: str) -> None:
         self._remove(rec)
