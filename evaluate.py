@@ -268,8 +268,9 @@ class Oracle(Baseline):
     def next_control(self, batch: Batch, snap: Snapshot) -> ControlPlane:
         nxt = self.control_at(batch.tick + 1)
         if nxt != self._control and (nxt.route_overrides or nxt.retry_policies):
-            self.log.append({"tick": batch.tick + 1, "action": "apply", "target": {},
-                             "params": {"control_plane": nxt.to_dict()}})
+            self.log.append({"tick": batch.tick + 1, "action": "apply", "target": {}, "params": {
+                "reroutes": [f"{o.issuer} {o.from_processor}->{o.to_processor}" for o in nxt.route_overrides],
+                "retry_caps": [m for m, _ in nxt.retry_policies]}})
         return nxt
 
 

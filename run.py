@@ -7,7 +7,10 @@ the agent switched off (policy "none") for the counterfactual: same payments,
 same luck per attempt (common random numbers).
 
     python run.py [--seed N] [--scenario FILE] [--report FILE] [--state-dir DIR]
-                  [--policy agent|none] [--quiet]
+                  [--policy none|static|sr_router|agent|oracle] [--quiet]
+
+The baselines (static, sr_router, oracle) come from evaluate.py; they observe like policy
+"none" and change routing themselves, and their changes are listed under "Policy actions".
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from agent import Agent, AgentSettings
+from evaluate import POLICIES, make_policy
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, SliceStats, Stats, sum_stats
 from simulator import Scenario, ScenarioError, Simulator, load_scenario
@@ -52,7 +56,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
                  settings: AgentSettings = AgentSettings(), state_dir: str | Path | None = None,
                  write_every: int = 10, on_tick=None, llm=None, summarizer=None) -> RunResult:
     sim = Simulator(universe, seed, scenario.payments_per_tick, scenario.tick_seconds, scenario.start_hour)
-    agent = Agent(universe, settings, policy, llm=llm, summarizer=summarizer)
+    agent = make_policy(policy, universe, settings, scenario, llm=llm, summarizer=summarizer)
     tick_ref = [0]
     writer = StateWriter(state_dir, sim_clock(scenario, tick_ref)) if state_dir else None
     result = RunResult(scenario, seed, policy, agent)
@@ -113,6 +117,8 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
         "learning": agent.learner.get_action_effectiveness_stats(),
         "totals": {"approved_payments": res.approved_payments, "approved_amount": round(res.approved_amount, 2)},
     }
+    if getattr(agent, "log", None) is not None:       # a baseline: what it changed, instead of agent actions
+        report["policy_actions"] = {"count": len(agent.log), "first": agent.log[:20]}
     if agent.learner.summary:
         report["learning_summary"] = agent.learner.summary
     if baseline is not None:
@@ -167,6 +173,11 @@ def print_analysis(report: dict, out=sys.stdout) -> None:
                 p(f"  {a['id']} {a['status']}: {a['end_reason']}")
     else:
         p("  none")
+    if "policy_actions" in report:
+        pa = report["policy_actions"]
+        p(f"\nPolicy actions ({report['policy']}): {pa['count']}" + (", first ones:" if pa["first"] else ""))
+        for a in pa["first"]:
+            p(f"  t={a['tick']} {a['action']} {a['target']} {a['params']}")
     p("\nLearner statistics:")
     if report["learning"]:
         rows = [{"action": k, **v} for k, v in report["learning"].items()]
@@ -230,7 +241,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario JSON file")
     ap.add_argument("--report", default=None, help="write the JSON report here")
     ap.add_argument("--state-dir", default="state", help="folder for the dashboard's state files")
-    ap.add_argument("--policy", default="agent", choices=Agent.POLICIES)
+    ap.add_argument("--policy", default="agent", choices=POLICIES)
     ap.add_argument("--quiet", action="store_true", help="print only the post-run analysis")
     args = ap.parse_args(argv)
     universe = DEFAULT_UNIVERSE
