@@ -75,13 +75,18 @@ class Fault:
 
 @dataclass(frozen=True)
 class RouteOverride:
-    """Send matching attempts from one processor to another; a holdout share stays put."""
+    """Send matching attempts from one processor to another; a holdout share stays put.
+
+    With holdout_first_only, only the holdout's first attempts stay: its retries move too, so a
+    concurrent control measured on first attempts does not make a payment fail twice on a bad path.
+    """
     to_processor: str
     from_processor: str | None = None
     issuer: str | None = None
     merchant: str | None = None
     holdout: float = 0.0
     action_id: str = ""
+    holdout_first_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,6 +280,8 @@ class Simulator:
             processor[retry] = np.where(order[:, 0] == prev, order[:, 1], order[:, 0])
         for ov in control.route_overrides:
             mask = cols["holdout_u"] >= ov.holdout
+            if ov.holdout_first_only:
+                mask |= cols["attempt"] > 1
             if ov.from_processor is not None:
                 mask &= processor == u.index("processor", ov.from_processor)
             if ov.issuer is not None:
