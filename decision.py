@@ -31,6 +31,7 @@ class PolicyConfig:
     risk_threshold: float = 0.5          # above this an action waits for a human
     max_auto_traffic_share: float = 0.35  # an automatic action may move at most this share of traffic
     holdout: float = 0.1                 # share left on the old path as a concurrent control (canary analysis)
+    holdout_first_attempts_only: bool = True  # the control is judged on first attempts, so its retries may leave the old path
     retry_cap_attempts: int = 2          # automatic retry policy: first attempt + one retry
     retry_min_backoff_ticks: int = 3
     max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
@@ -40,6 +41,7 @@ class PolicyConfig:
     latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
     base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))
     always_approve: tuple[str, ...] = ("suppress",)
+    own_authority_share: float = 0.5     # an automatic fix wins over a human-gated one worth up to twice as much (risk-adjusted)
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,20 @@ def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_
     return _reroute_candidates(h, snap, config, min_payments, view, baseline_ok=False) + [suppress]
 
 
+def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
+    why = []
+    if c.risk > config.risk_threshold:
+        why.append(f"risk {c.risk:.2f} above {config.risk_threshold:.2f}")
+    if c.action.value in config.always_approve:
+        why.append(f"{c.action.value} always needs a human")
+    if c.traffic_share > config.max_auto_traffic_share:
+        why.append(f"moves {100 * c.traffic_share:.0f}% of traffic, over the automatic cap "
+                   f"{100 * config.max_auto_traffic_share:.0f}%")
+    if not c.hypothesis.supported_by_heuristic:
+        why.append("only the LLM supports this hypothesis")
+    return why
+
+
 def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningSignal, view: ControlView,
            config: PolicyConfig = PolicyConfig(), min_payments: int = 200) -> Decision:
     """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure."""
@@ -320,23 +336,22 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
     # risk-adjusted value: of two fixes for the same problem, the less invasive one wins unless it is worth much less
     viable.sort(key=lambda c: (-c.utility * (1 - c.risk), c.action.value, c.target, c.params))
     best = viable[0]
-    needs_human = []
-    if best.risk > config.risk_threshold:
-        needs_human.append(f"risk {best.risk:.2f} above {config.risk_threshold:.2f}")
-    if best.action.value in config.always_approve:
-        needs_human.append(f"{best.action.value} always needs a human")
-    if best.traffic_share > config.max_auto_traffic_share:
-        needs_human.append(f"moves {100 * best.traffic_share:.0f}% of traffic, over the automatic cap "
-                           f"{100 * config.max_auto_traffic_share:.0f}%")
-    if not best.hypothesis.supported_by_heuristic:
-        needs_human.append("only the LLM supports this hypothesis")
+    # a fix within the agent's own authority beats a better one that must wait for a human (waiting costs, and a
+    # pending approval blocks the target), unless it is worth much less
+    own = next((c for c in viable if not _needs_human(c, config)), None)
+    if _needs_human(best, config) and own is not None and \
+            own.utility * (1 - own.risk) >= config.own_authority_share * best.utility * (1 - best.risk):
+        guardrails.append(f"chose {own.action.value} within the agent's authority over {best.action.value} "
+                          f"(${best.utility:.2f}/tick) that needs a human")
+        best = own
+    needs_human = _needs_human(best, config)
     if not needs_human and view.recent_auto_actions >= config.max_auto_actions:
         needs_human.append(f"automatic action budget spent ({view.recent_auto_actions} in the last "
                            f"{config.auto_action_window_ticks} ticks)")
     if not needs_human and view.paused:
         needs_human.append("agent paused by the operator")
     guardrails += needs_human
-    alternatives = [c for c in viable[1:]] + rejected
+    alternatives = [c for c in viable if c is not best] + rejected
     reason = (f"{best.hypothesis.cause.value}: {best.action.value} expected to win ${best.utility:.2f}/tick")
     return Decision(best.action, reason, best.target, best.params, best.hypothesis.cause.value,
                     best.hypothesis.confidence, best.risk, bool(needs_human), best.expected, tuple(guardrails),

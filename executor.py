@@ -93,6 +93,9 @@ class Executor:
         self.paused = False
         self._windows: dict[str, deque[Stats]] = {}
         self._ticks_active: dict[str, int] = {}
+        self._healthy_streak: dict[str, int] = {}    # guard windows in a row in which the old path looked healthy
+        self._restore_after: dict[str, int] = {}     # healthy windows in a row needed before restoring
+        self._restored_at: dict[tuple, int] = {}     # target -> tick of its last restore (a quick return means it flaps)
 
     # -- views ------------------------------------------------------------------------
     def view(self, tick: int) -> ControlView:
@@ -176,7 +179,7 @@ class Executor:
         if rec.action == ActionType.REROUTE.value:
             ov = RouteOverride(to_processor=p["to_processor"], from_processor=p.get("from_processor"),
                                issuer=t.get("issuer"), merchant=t.get("merchant"), holdout=p.get("holdout", 0.0),
-                               action_id=rec.id)
+                               action_id=rec.id, holdout_first_only=self.config.holdout_first_attempts_only)
             self.control = replace(c, route_overrides=c.route_overrides + (ov,))
         elif rec.action == ActionType.RETRY_POLICY.value:
             pol = RetryPolicy(p["max_attempts"], p.get("min_backoff_ticks", 1), p.get("retry_hard_declines", False))
@@ -187,7 +190,9 @@ class Executor:
             self.control = replace(c, suppressions=c.suppressions + (sup,))
         self.applied.add(rec.id)
         rec.status, rec.executed_tick = Status.EXECUTED, tick
-        self._windows[rec.id] = deque(maxlen=self.judge.guard_ticks)
+        self._windows[rec.id] = deque(maxlen=self.judge.guard_ticks * self.judge.max_windows)
+        flapped = tick - self._restored_at.get(rec.target_key, -10 ** 9) <= self.judge.flap_memory_ticks
+        self._restore_after[rec.id] = self.judge.restore_windows if flapped else 1
         self._ticks_active[rec.id] = 0
 
     def _remove(self, rec: ActionRecord) -> None:
@@ -203,6 +208,10 @@ class Executor:
         rec.status, rec.ended_tick, rec.end_reason = status, tick, reason
         self._windows.pop(rec.id, None)
         self._ticks_active.pop(rec.id, None)
+        self._healthy_streak.pop(rec.id, None)
+        self._restore_after.pop(rec.id, None)
+        if status is Status.RESTORED:
+            self._restored_at[rec.target_key] = tick
 
     # -- judging -------------------------------------------------------------------
     def _codes(self, d: dict) -> dict[str, int]:
@@ -226,21 +235,29 @@ class Executor:
             n = self._ticks_active[rec.id]
             if n % self.judge.guard_ticks:
                 continue
-            window = sum_stats(list(self._windows[rec.id]), last.counts.shape[:5], len(LAT_EDGES) - 1)
+            ticks = list(self._windows[rec.id])
+            window = sum_stats(ticks[-self.judge.guard_ticks:], last.counts.shape[:5], len(LAT_EDGES) - 1)
             verdict, recovered = self._judge(rec, window)
+            latest = dict(verdict.metrics)
+            if verdict.outcome is Outcome.INCONCLUSIVE and len(ticks) > self.judge.guard_ticks:
+                # too thin in one window (a small issuer's holdout): judge on every window so far instead;
+                # whether the old path is healthy again stays a question about the latest window
+                verdict, _ = self._judge(rec, sum_stats(ticks, last.counts.shape[:5], len(LAT_EDGES) - 1))
             rec.verdicts.append({"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
                                  "metrics": {k: round(v, 4) for k, v in verdict.metrics}})
             before = rec.outcome
-            if recovered:
-                m = dict(verdict.metrics)
+            as_good = verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value
+            streak = self._healthy_streak[rec.id] = self._healthy_streak.get(rec.id, 0) + 1 if recovered or as_good else 0
+            if streak and (streak >= self._restore_after.get(rec.id, 1) or verdict.outcome is Outcome.HURT):
                 self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
-                          f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
+                          f"{100 * latest.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault"
+                          if recovered else "old path as good as the new one again: " + verdict.reason)
                 rec.outcome = "helped" if before in ("helped", "pending") else before
+            elif streak:
+                pass                  # the path flapped before: one healthy window is not enough to move traffic back
             elif verdict.outcome is Outcome.HURT:
                 rec.outcome = "hurt"
                 self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
-            elif verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value:
-                self._end(rec, Status.RESTORED, tick, "old path as good as the new one again: " + verdict.reason)
             elif verdict.outcome is Outcome.NEUTRAL:
                 rec.outcome = "neutral"
                 self._end(rec, Status.ROLLED_BACK, tick, "did not help: " + verdict.reason)
