@@ -83,6 +83,8 @@ class ReasonerSettings:
     storm_min_increase: float = 0.1
     storm_max_first_drop: float = 0.03
     min_storm_payments: int = 150
+    min_peer_payments: int = 60      # thin peer paths of an issuer are pooled; below 60 first attempts even pooled is noise
+    min_peer_baseline_payments: int = 120
     min_recent_payments: int = 50    # the latest tick overrules the window only with this many first attempts
     storm_early_ratio: float = 2.0   # late or hard-decline retries at least doubled before they count as an early sign
     storm_min_events: int = 5        # and at least this many of them in the window
@@ -107,6 +109,10 @@ def _early_z(observed: int, base_count: int, base_n: int, n: int, s: "ReasonerSe
     p = n / (n + base_n)
     total = observed + base_count
     return (observed - total * p) / math.sqrt(total * p * (1 - p))
+
+
+def _pool(parts: list[SliceStats]) -> SliceStats:
+    return SliceStats(*(sum(getattr(p, f) for p in parts) for f in SliceStats.__dataclass_fields__))
 
 
 def _confidence(drop: float, z: float, s: ReasonerSettings, full_drop: float = 0.15) -> float:
@@ -158,8 +164,22 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
                 healthy.append(pname)
         if not bad:
             continue
-        if not healthy and len(bad) >= 2:
-            every = bad
+        # paths too thin alone are judged together: bad too means the issuer, not the path
+        peers = [t for t in thin if not t[3]]
+        pooled_bad = False
+        if peers:
+            now, base = _pool([t[1] for t in peers]), _pool([t[2] for t in peers])
+            if now.payments >= s.min_peer_payments and base.payments >= s.min_peer_baseline_payments:
+                drop, z = _z_drop(now, base)
+                name = "+".join(t[0] for t in peers) + " pooled"
+                if drop >= s.min_drop and z >= s.min_z:
+                    pooled_bad = True
+                    bad_peers = [(name, drop, z, now, base)]
+                elif drop < s.healthy_drop:
+                    healthy.append(name)
+                    thin = []
+        if not healthy and len(bad) + pooled_bad >= 2:
+            every = bad + (bad_peers if pooled_bad else [])
             drop = min(b[1] for b in every)
             z = min(b[2] for b in every)
             out.append(Hypothesis(Cause.ISSUER_OUTAGE, make_target(issuer=iname), _confidence(drop, z, s), tuple(
