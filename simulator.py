@@ -278,7 +278,8 @@ class Simulator:
             order = split.retry_order[issuer[retry]]
             prev = cols["prev_processor"][retry]
             processor[retry] = np.where(order[:, 0] == prev, order[:, 1], order[:, 0])
-        for ov in control.route_overrides:
+        # the most specific override wins: processor-wide moves apply first, an issuer's or merchant's own after
+        for ov in sorted(control.route_overrides, key=lambda o: (o.issuer is not None) + (o.merchant is not None)):
             mask = cols["holdout_u"] >= ov.holdout
             if ov.holdout_first_only:
                 mask |= cols["attempt"] > 1

@@ -165,3 +165,14 @@ def test_every_policy_runs_through_run_py(tmp_path):
         {"name": "a", "ticks": 12, "faults": [{"kind": "latency_spike", "processor": "cobalt", "severity": 0.7, "start": 6}]}]}))
     for policy in POLICIES:
         assert run.main(["--quiet", "--policy", policy, "--scenario", str(path), "--state-dir", str(tmp_path / policy)]) == 0
+
+
+def test_the_most_specific_route_override_wins_whatever_the_order():
+    # a processor-wide move onto atlas must not undo chase's own move off atlas, even if it came later
+    chase_off_atlas = RouteOverride("beacon", "atlas", "chase")
+    cobalt_to_atlas = RouteOverride("atlas", "cobalt")
+    for overrides in ((chase_off_atlas, cobalt_to_atlas), (cobalt_to_atlas, chase_off_atlas)):
+        b = Simulator(U, 8, 3000).step(ControlPlane(overrides))
+        chase = b.issuer == U.index("issuer", "chase")
+        assert not np.any(b.processor[chase] == U.index("processor", "atlas"))
+        assert not np.any(b.processor == U.index("processor", "cobalt"))
