@@ -51,6 +51,7 @@ class ControlView:
     rerouted: frozenset = frozenset()          # (issuer or None, from_processor, to_processor) of active reroutes
     recent_auto_actions: int = 0               # automatic executions inside the rate-limit window
     paused: bool = False
+    settling: frozenset = frozenset()          # (issuer or None, processor) paths whose routing changed within a window
 
 
 def focus(target) -> tuple[str, str] | None:
@@ -168,7 +169,7 @@ def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -
 
 
 def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
-                        view: ControlView, baseline_ok: bool = True) -> list[Candidate]:
+                        view: ControlView, baseline_ok: bool = True, min_holdout: float = 0.0) -> list[Candidate]:
     """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
 
     A destination too thin to measure now is estimated from its baseline, except when the issuer
@@ -220,6 +221,12 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
             expected = (("success_rate_gain", gain), ("fee_delta_per_attempt", fee_delta),
                         ("p95_delta_ms", p95_dest - p50_src), ("attempts_moved_per_tick", moved))
             reason = _route_conflict(view, t.get("issuer"), src, qn)
+            if reason is None and ((t.get("issuer"), src) in view.settling or (None, src) in view.settling
+                                   or (i is None and any(path[1] == src for path in view.settling))):
+                reason = f"routing of {src} changed within the last window; its numbers do not show it yet"
+            if reason is None and target not in view.busy_targets and now.payments * config.holdout < min_holdout:
+                reason = (f"{src} too thin to judge: its holdout would see ~{now.payments * config.holdout:.0f} payments "
+                          f"per window, under the {min_holdout:.0f} a verdict needs")
             if reason is None and load + moved > capacity:
                 reason = f"{qn} would run at {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
             elif reason is None and utility <= 0:
@@ -262,7 +269,7 @@ def _retry_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig) -> li
 
 
 def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
-                       view: ControlView) -> list[Candidate]:
+                       view: ControlView, min_holdout: float = 0.0) -> list[Candidate]:
     """During an issuer outage rerouting rarely helps; stopping retries to the issuer saves fees."""
     u = snap.universe
     i = u.index("issuer", h.target_dict["issuer"])
@@ -278,7 +285,7 @@ def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_
                          _risk(config, ActionType.SUPPRESS, share, revenue_share, 0.5), share,
                          (("attempts_saved_per_tick", now.retries * per_tick),
                           ("approvals_lost_per_tick", now.retry_approvals * per_tick)))
-    return _reroute_candidates(h, snap, config, min_payments, view, baseline_ok=False) + [suppress]
+    return _reroute_candidates(h, snap, config, min_payments, view, False, min_holdout) + [suppress]
 
 
 def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
@@ -296,16 +303,20 @@ def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
 
 
 def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningSignal, view: ControlView,
-           config: PolicyConfig = PolicyConfig(), min_payments: int = 200) -> Decision:
-    """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure."""
+           config: PolicyConfig = PolicyConfig(), min_payments: int = 200, min_holdout: float = 0.0) -> Decision:
+    """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure.
+
+    min_holdout: holdout payments per guard window below which the executor could never judge a reroute
+    (its minimum spread over its windows); such a path is too thin to act on.
+    """
     if not hypotheses:
         return Decision(ActionType.NO_OP, "no anomaly: every measured slice is within its baseline")
     candidates: list[Candidate] = []
     for h in hypotheses:
         if h.cause is Cause.ISSUER_DEGRADATION or h.cause is Cause.LATENCY_SPIKE:
-            candidates += _reroute_candidates(h, snap, config, min_payments, view)
+            candidates += _reroute_candidates(h, snap, config, min_payments, view, min_holdout=min_holdout)
         elif h.cause is Cause.ISSUER_OUTAGE:
-            candidates += _outage_candidates(h, snap, config, min_payments, view)
+            candidates += _outage_candidates(h, snap, config, min_payments, view, min_holdout)
         elif h.cause is Cause.RETRY_STORM:
             candidates += _retry_candidates(h, snap, config)
 

@@ -103,7 +103,11 @@ class Executor:
                          if a.status in (Status.EXECUTED, Status.PENDING_APPROVAL))
         rerouted = frozenset((a.target.get("issuer"), a.params["from_processor"], a.params["to_processor"])
                              for a in self.active() if a.action == ActionType.REROUTE.value)
-        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused)
+        since = tick - self.judge.guard_ticks
+        settling = frozenset((a.target.get("issuer"), a.params[end]) for a in self.actions.values()
+                             if a.action == ActionType.REROUTE.value and a.ended_tick is not None and a.ended_tick > since
+                             for end in ("from_processor", "to_processor"))
+        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused, settling)
 
     def recent_auto_actions(self, tick: int) -> int:
         since = tick - self.config.auto_action_window_ticks
@@ -226,14 +230,15 @@ class Executor:
         else:
             rec.before = snap.window.slice(self._codes(t)).__dict__.copy()
 
-    def review(self, tick: int, last: Stats) -> list[ActionRecord]:
-        """Feed one tick to every active action; judge those at a guard-window boundary."""
+    def review(self, tick: int, last: Stats, urgent: frozenset = frozenset()) -> list[ActionRecord]:
+        """Feed one tick to every active action; judge those at a guard-window boundary, and at once those
+        in `urgent` (a reroute whose new path the reasoner now flags as failing)."""
         changed = []
         for rec in self.active():
             self._windows[rec.id].append(last)
             self._ticks_active[rec.id] += 1
             n = self._ticks_active[rec.id]
-            if n % self.judge.guard_ticks:
+            if n % self.judge.guard_ticks and not (rec.id in urgent and n >= self.judge.guard_ticks):
                 continue
             ticks = list(self._windows[rec.id])
             window = sum_stats(ticks[-self.judge.guard_ticks:], last.counts.shape[:5], len(LAT_EDGES) - 1)
@@ -255,6 +260,9 @@ class Executor:
                 rec.outcome = "helped" if before in ("helped", "pending") else before
             elif streak:
                 pass                  # the path flapped before: one healthy window is not enough to move traffic back
+            elif verdict.outcome is Outcome.HURT and before == "helped" and rec.action == ActionType.REROUTE.value:
+                # it helped while it was on; the new path has failed since: move back, without blaming the action
+                self._end(rec, Status.RESTORED, tick, "new path now worse than the old one: " + verdict.reason)
             elif verdict.outcome is Outcome.HURT:
                 rec.outcome = "hurt"
                 self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
