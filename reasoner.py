@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from observer import SliceStats, Snapshot
-from simulator import HARD_CODES
 
 
 class Cause(str, Enum):
@@ -86,9 +85,8 @@ class ReasonerSettings:
     min_peer_payments: int = 60      # thin peer paths of an issuer are pooled; below 60 first attempts even pooled is noise
     min_peer_baseline_payments: int = 120
     min_recent_payments: int = 50    # the latest tick overrules the window only with this many first attempts
-    storm_early_ratio: float = 2.0   # late or hard-decline retries at least doubled before they count as an early sign
+    storm_early_ratio: float = 2.0   # retries past attempt 2 at least doubled before they count as an early sign
     storm_min_events: int = 5        # and at least this many of them in the window
-    storm_min_hard_rate: float = 0.005  # retried hard declines over 0.5% of payments (normal: ~0.02%; a storm: several %)
     min_storm_baseline_ticks: int = 12  # a baseline shorter than the slowest merchant's retry backoff has not seen its retries
 
 
@@ -206,21 +204,16 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
         first_drop = base.first_attempt_rate - now.first_attempt_rate
         if first_drop > s.storm_max_first_drop or apn <= apb:      # more failures explain more retries
             continue
-        # early signs, before the average moves: retries past the merchant's usual attempts, and retried hard declines
-        hard_now = int(snap.window.counts[:, :, m, :, 1:, HARD_CODES].sum())
-        hard_base = int(snap.baseline.counts[:, :, m, :, 1:, HARD_CODES].sum())
-        early = max(_early_z(now.late_retries, base.late_retries, base.payments, now.payments, s),
-                    # a technical failure's retry can meet a hard decline too; a storm retries them in bulk
-                    _early_z(hard_now, hard_base, base.payments, now.payments, s)
-                    if hard_now >= s.storm_min_hard_rate * now.payments else 0.0)
+        # an early sign, before the average moves: retries past the merchant's usual number of attempts. (Retried
+        # hard declines are not one: a technical failure's retry meets the issuer's hard decline too.)
+        early = _early_z(now.late_retries, base.late_retries, base.payments, now.payments, s)
         ratio_rule = apn / apb >= s.storm_ratio and apn - apb >= s.storm_min_increase
         if ratio_rule or early >= s.min_z:
             conf = max(0.6 + 0.4 * min(1.0, max(0.0, apn / apb - s.storm_ratio) / 0.5) if ratio_rule else 0.0,
                        0.6 + 0.3 * min(1.0, (early - s.min_z) / 8) if early >= s.min_z else 0.0)
             out.append(Hypothesis(Cause.RETRY_STORM, make_target(merchant=mname), min(0.99, conf), (
                 f"attempts per payment {apn:.2f} vs {apb:.2f} baseline",
-                f"retries past attempt 2: {now.late_retries} vs {base.late_retries / base.payments * now.payments:.0f} expected; "
-                f"retried hard declines: {hard_now} vs {hard_base / base.payments * now.payments:.0f} expected",
+                f"retries past attempt 2: {now.late_retries} vs {base.late_retries / base.payments * now.payments:.0f} expected",
                 f"first-attempt {_pct(now.first_attempt_rate)} vs {_pct(base.first_attempt_rate)} (flat)",
                 f"approvals per payment {_pct(now.approvals_per_payment)} vs {_pct(base.approvals_per_payment)}")))
 
