@@ -87,7 +87,7 @@ class ReasonerSettings:
     min_recent_payments: int = 50    # the latest tick overrules the window only with this many first attempts
     storm_early_ratio: float = 2.0   # retries past attempt 2 at least doubled before they count as an early sign
     storm_min_events: int = 5        # and at least this many of them in the window
-    min_storm_baseline_ticks: int = 12  # a baseline shorter than the slowest merchant's retry backoff has not seen its retries
+    min_storm_baseline_ticks: int = 30  # a short baseline still holds the start, before the first payments' retries came back
 
 
 def _z_drop(now: SliceStats, base: SliceStats) -> tuple[float, float]:
