@@ -931,7 +931,8 @@ def write_charts(bench: dict, speed: dict | None, out: Path) -> list[Path]:
         chart = (base.mark_bar().encode(x=alt.X("mean:Q", title="recovered share of the oracle's gain (1 = oracle)"), color=color)
                  + base.mark_rule().encode(x="lo:Q", x2="hi:Q")
                  + alt.Chart(pd.DataFrame({"x": [0.9]})).mark_rule(strokeDash=[4, 3], color="black").encode(x="x:Q")
-                 ).properties(width=420, title="Recovered share by scenario (mean over seeds, 95% bootstrap interval)")
+                 ).properties(width=420, height=alt.Step(8),
+                              title="Recovered share by scenario (mean over seeds, 95% bootstrap interval)")
         paths.append(out / "recovered_share.png")
         chart.save(str(paths[-1]), scale_factor=1.0)
     if speed:
