@@ -16,7 +16,7 @@ from learner import Learner
 from learning_policy import JudgeSettings, LearnerSettings
 from merchant_profiles import Universe
 from observer import Observer, ObserverSettings, Snapshot
-from reasoner import Reasoner, ReasonerSettings
+from reasoner import Cause, Reasoner, ReasonerSettings
 from simulator import Batch, ControlPlane
 
 HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
@@ -76,7 +76,7 @@ class Agent:
         reasoning = self.reasoner.reason(snap)                       # reason
         self.llm_status = reasoning.llm_status or self.llm_status
         now = self.clock()
-        changed = tuple(self.executor.review(tick, snap.last))       # judge what is already applied
+        changed = tuple(self.executor.review(tick, snap.last, self._urgent(reasoning.hypotheses)))  # judge what is applied
         changed += tuple(self.executor.expire(tick, now))
         for rec in changed:                                          # learn
             if rec.outcome != "pending":
@@ -85,12 +85,20 @@ class Agent:
         if self.policy == "agent":
             signal: LearningSignal = self.learner.signal(tick)
             decision = decide(reasoning.hypotheses, snap, signal, self.executor.view(tick),
-                              self.settings.policy, self.settings.reasoner.min_payments)   # decide
+                              self.settings.policy, self.settings.reasoner.min_payments,
+                              self.settings.judge.min_holdout / self.settings.judge.max_windows)   # decide
             action = self.executor.submit(decision, tick, snap, explain_decision(decision), now)  # act
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
         self._remember(result)
         self.last = result
         return result
+
+    def _urgent(self, hypotheses) -> frozenset:
+        """Active reroutes whose new path is now flagged failing: judged at once, not at the next guard window."""
+        failing = {(h.target_dict.get("issuer"), h.target_dict["processor"]) for h in hypotheses
+                   if h.cause in (Cause.ISSUER_DEGRADATION, Cause.LATENCY_SPIKE) and "processor" in h.target_dict}
+        return frozenset(a.id for a in self.executor.active() if a.action == "reroute" and (
+            (a.target.get("issuer"), a.params["to_processor"]) in failing or (None, a.params["to_processor"]) in failing))
 
     # -- persistence -------------------------------------------------------------------
     def restore(self, control_doc: dict | None, learning_doc: dict | None, audit_events: list[dict]) -> list[str]:

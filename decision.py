@@ -33,6 +33,7 @@ class PolicyConfig:
     holdout: float = 0.1                 # share left on the old path as a concurrent control (canary analysis)
     max_holdout: float = 0.3             # a thin slice keeps a larger holdout so that its guard window can judge
     holdout_payments: int = 150          # first attempts the holdout should see per window (the judge needs 100)
+    holdout_first_attempts_only: bool = True  # the control is judged on first attempts, so its retries may leave the old path
     retry_cap_attempts: int = 2          # automatic retry policy: first attempt + one retry
     retry_min_backoff_ticks: int = 3
     max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
@@ -43,6 +44,7 @@ class PolicyConfig:
     latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
     base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))
     always_approve: tuple[str, ...] = ("suppress",)
+    own_authority_share: float = 0.5     # an automatic fix wins over a human-gated one worth up to twice as much (risk-adjusted)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ControlView:
     rerouted: frozenset = frozenset()          # (issuer or None, from_processor, to_processor) of active reroutes
     recent_auto_actions: int = 0               # automatic executions inside the rate-limit window
     paused: bool = False
+    settling: frozenset = frozenset()          # (issuer or None, processor) paths whose routing changed within a window
 
 
 def focus(target) -> tuple[str, str] | None:
@@ -154,6 +157,17 @@ def _rate(s: SliceStats, fallback: SliceStats, min_payments: int, baseline_ok: b
     return None, "unmeasured"
 
 
+def _inferred_rate(snap: Snapshot, i: int, p: int, q: int, min_payments: int) -> tuple[float | None, str]:
+    """An issuer never seen on processor q: assume it would approve there as it did on p before the
+    fault, scaled by how healthy q is now for everyone else. A guess; the guard window checks it."""
+    own = snap.baseline.slice({"issuer": i, "processor": p})
+    q_now, q_base = snap.window.slice({"processor": q}), snap.baseline.slice({"processor": q})
+    if own.payments < min_payments or q_now.payments < min_payments or q_base.payments < min_payments:
+        return None, "unmeasured"
+    return own.first_attempt_rate * q_now.first_attempt_rate / q_base.first_attempt_rate, \
+        "inferred: never measured for this issuer, processor healthy for others"
+
+
 def _risk(config: PolicyConfig, action: ActionType, traffic_share: float, revenue_share: float, sensitivity: float) -> float:
     return min(1.0, dict(config.base_risk)[action.value] + max(traffic_share, revenue_share) + 0.1 * sensitivity)
 
@@ -187,7 +201,7 @@ def _unhealthy_for(snap: Snapshot, p: int, q: int, min_payments: int, tolerance:
 
 
 def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
-                        view: ControlView, baseline_ok: bool = True) -> list[Candidate]:
+                        view: ControlView, baseline_ok: bool = True, min_holdout: float = 0.0) -> list[Candidate]:
     """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
 
     A destination too thin to measure now is estimated from its baseline, except when the issuer
@@ -222,8 +236,11 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
                 continue
             dest = {"processor": q} if i is None else {"issuer": i, "processor": q}
             est, how = _rate(snap.window.slice(dest), snap.baseline.slice(dest), min_payments, baseline_ok)
+            if est is None and i is not None and baseline_ok:
+                est, how = _inferred_rate(snap, i, p, q, min_payments)
             target = h.target if i is None else tuple(sorted({"issuer": t["issuer"], "processor": src}.items()))
-            params = (("from_processor", src), ("holdout", holdout), ("to_processor", qn))
+            params = (("from_processor", src), ("holdout", holdout),
+                      ("holdout_first_only", config.holdout_first_attempts_only), ("to_processor", qn))
             if est is None:
                 out.append(Candidate(ActionType.REROUTE, target, params, h, 0.0, 0.0, share,
                                      reject_reason=f"{qn}: not measured now for this issuer"))
@@ -242,6 +259,12 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
             reason = _route_conflict(view, t.get("issuer"), src, qn)
             if reason is None and i is None:   # a whole processor moves: check every issuer it carries
                 reason = _unhealthy_for(snap, p, q, min_payments)
+            if reason is None and ((t.get("issuer"), src) in view.settling or (None, src) in view.settling
+                                   or (i is None and any(path[1] == src for path in view.settling))):
+                reason = f"routing of {src} changed within the last window; its numbers do not show it yet"
+            if reason is None and target not in view.busy_targets and now.payments * holdout < min_holdout:
+                reason = (f"{src} too thin to judge: its holdout would see ~{now.payments * holdout:.0f} payments "
+                          f"per window, under the {min_holdout:.0f} a verdict needs")
             if reason is None and load + moved > capacity:
                 reason = f"{qn} would run at {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
             elif reason is None and utility <= 0:
@@ -284,7 +307,7 @@ def _retry_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig) -> li
 
 
 def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
-                       view: ControlView) -> list[Candidate]:
+                       view: ControlView, min_holdout: float = 0.0) -> list[Candidate]:
     """During an issuer outage rerouting rarely helps; stopping retries to the issuer saves fees."""
     u = snap.universe
     i = u.index("issuer", h.target_dict["issuer"])
@@ -300,20 +323,38 @@ def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_
                          _risk(config, ActionType.SUPPRESS, share, revenue_share, 0.5), share,
                          (("attempts_saved_per_tick", now.retries * per_tick),
                           ("approvals_lost_per_tick", now.retry_approvals * per_tick)))
-    return _reroute_candidates(h, snap, config, min_payments, view, baseline_ok=False) + [suppress]
+    return _reroute_candidates(h, snap, config, min_payments, view, False, min_holdout) + [suppress]
+
+
+def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
+    why = []
+    if c.risk > config.risk_threshold:
+        why.append(f"risk {c.risk:.2f} above {config.risk_threshold:.2f}")
+    if c.action.value in config.always_approve:
+        why.append(f"{c.action.value} always needs a human")
+    if c.traffic_share > config.max_auto_traffic_share:
+        why.append(f"moves {100 * c.traffic_share:.0f}% of traffic, over the automatic cap "
+                   f"{100 * config.max_auto_traffic_share:.0f}%")
+    if not c.hypothesis.supported_by_heuristic:
+        why.append("only the LLM supports this hypothesis")
+    return why
 
 
 def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningSignal, view: ControlView,
-           config: PolicyConfig = PolicyConfig(), min_payments: int = 200) -> Decision:
-    """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure."""
+           config: PolicyConfig = PolicyConfig(), min_payments: int = 200, min_holdout: float = 0.0) -> Decision:
+    """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure.
+
+    min_holdout: holdout payments per guard window below which the executor could never judge a reroute
+    (its minimum spread over its windows); such a path is too thin to act on.
+    """
     if not hypotheses:
         return Decision(ActionType.NO_OP, "no anomaly: every measured slice is within its baseline")
     candidates: list[Candidate] = []
     for h in hypotheses:
         if h.cause is Cause.ISSUER_DEGRADATION or h.cause is Cause.LATENCY_SPIKE:
-            candidates += _reroute_candidates(h, snap, config, min_payments, view)
+            candidates += _reroute_candidates(h, snap, config, min_payments, view, min_holdout=min_holdout)
         elif h.cause is Cause.ISSUER_OUTAGE:
-            candidates += _outage_candidates(h, snap, config, min_payments, view)
+            candidates += _outage_candidates(h, snap, config, min_payments, view, min_holdout)
         elif h.cause is Cause.RETRY_STORM:
             candidates += _retry_candidates(h, snap, config)
 
@@ -344,23 +385,22 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
     # risk-adjusted value: of two fixes for the same problem, the less invasive one wins unless it is worth much less
     viable.sort(key=lambda c: (-c.utility * (1 - c.risk), c.action.value, c.target, c.params))
     best = viable[0]
-    needs_human = []
-    if best.risk > config.risk_threshold:
-        needs_human.append(f"risk {best.risk:.2f} above {config.risk_threshold:.2f}")
-    if best.action.value in config.always_approve:
-        needs_human.append(f"{best.action.value} always needs a human")
-    if best.traffic_share > config.max_auto_traffic_share:
-        needs_human.append(f"moves {100 * best.traffic_share:.0f}% of traffic, over the automatic cap "
-                           f"{100 * config.max_auto_traffic_share:.0f}%")
-    if not best.hypothesis.supported_by_heuristic:
-        needs_human.append("only the LLM supports this hypothesis")
+    # a fix within the agent's own authority beats a better one that must wait for a human (waiting costs, and a
+    # pending approval blocks the target), unless it is worth much less
+    own = next((c for c in viable if not _needs_human(c, config)), None)
+    if _needs_human(best, config) and own is not None and \
+            own.utility * (1 - own.risk) >= config.own_authority_share * best.utility * (1 - best.risk):
+        guardrails.append(f"chose {own.action.value} within the agent's authority over {best.action.value} "
+                          f"(${best.utility:.2f}/tick) that needs a human")
+        best = own
+    needs_human = _needs_human(best, config)
     if not needs_human and view.recent_auto_actions >= config.max_auto_actions:
         needs_human.append(f"automatic action budget spent ({view.recent_auto_actions} in the last "
                            f"{config.auto_action_window_ticks} ticks)")
     if not needs_human and view.paused:
         needs_human.append("agent paused by the operator")
     guardrails += needs_human
-    alternatives = [c for c in viable[1:]] + rejected
+    alternatives = [c for c in viable if c is not best] + rejected
     reason = (f"{best.hypothesis.cause.value}: {best.action.value} expected to win ${best.utility:.2f}/tick")
     return Decision(best.action, reason, best.target, best.params, best.hypothesis.cause.value,
                     best.hypothesis.confidence, best.risk, bool(needs_human), best.expected, tuple(guardrails),

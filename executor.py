@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable
 
@@ -50,24 +50,24 @@ def apply_to_control(c: ControlPlane, action: str, target: dict, params: dict, a
     if action == ActionType.REROUTE.value:
         ov = RouteOverride(to_processor=params["to_processor"], from_processor=params.get("from_processor"),
                            issuer=target.get("issuer"), merchant=target.get("merchant"),
-                           holdout=params.get("holdout", 0.0), action_id=action_id)
-        return ControlPlane(c.route_overrides + (ov,), c.retry_policies, c.suppressions)
+                           holdout=params.get("holdout", 0.0), action_id=action_id,
+                           holdout_first_only=bool(params.get("holdout_first_only", False)))
+        return replace(c, route_overrides=c.route_overrides + (ov,))
     if action == ActionType.RETRY_POLICY.value:
         pol = RetryPolicy(params["max_attempts"], params.get("min_backoff_ticks", 1), params.get("retry_hard_declines", False))
         rest = tuple(x for x in c.retry_policies if x[0] != target["merchant"])
-        return ControlPlane(c.route_overrides, tuple(sorted(rest + ((target["merchant"], pol),))), c.suppressions)
+        return replace(c, retry_policies=tuple(sorted(rest + ((target["merchant"], pol),))))
     if action == ActionType.SUPPRESS.value:
         sup = Suppression(target.get("issuer"), target.get("method"), target.get("merchant"), action_id)
-        return ControlPlane(c.route_overrides, c.retry_policies, c.suppressions + (sup,))
+        return replace(c, suppressions=c.suppressions + (sup,))
     raise ValueError(f"unknown action type {action!r}")
 
 
 def remove_from_control(c: ControlPlane, action: str, target: dict, action_id: str) -> ControlPlane:
     if action == ActionType.RETRY_POLICY.value:
-        return ControlPlane(c.route_overrides, tuple(x for x in c.retry_policies if x[0] != target["merchant"]),
-                            c.suppressions)
-    return ControlPlane(tuple(o for o in c.route_overrides if o.action_id != action_id), c.retry_policies,
-                        tuple(s for s in c.suppressions if s.action_id != action_id))
+        return replace(c, retry_policies=tuple(x for x in c.retry_policies if x[0] != target["merchant"]))
+    return replace(c, route_overrides=tuple(o for o in c.route_overrides if o.action_id != action_id),
+                   suppressions=tuple(s for s in c.suppressions if s.action_id != action_id))
 
 
 @dataclass
@@ -96,8 +96,10 @@ class ActionRecord:
     baseline_rate: float | None = None
     baseline_p95: float | None = None
     before: dict | None = None
-    guard: list = field(default_factory=list)   # per-tick slices of the current guard window
+    guard: list = field(default_factory=list)   # per-tick slices of the last guard windows
     ticks_active: int = 0
+    healthy_streak: int = 0                     # guard windows in a row in which the old path looked healthy
+    restore_after: int = 1                      # healthy windows in a row needed before restoring (more if it flapped)
 
     @property
     def target_key(self) -> tuple:
@@ -138,6 +140,7 @@ class Executor:
         self.kill_switch = kill_switch or (lambda: False)   # a global stop: no execution at all
         self._lock = threading.RLock()
         self.next_id = 1
+        self.restored_at: dict[tuple, int] = {}     # target -> tick of its last restore (a quick return means it flaps)
 
     def __getstate__(self) -> dict:            # copies and pickles carry no lock
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -152,7 +155,11 @@ class Executor:
                          if a.status in (Status.EXECUTED, Status.PENDING_APPROVAL))
         rerouted = frozenset((a.target.get("issuer"), a.params["from_processor"], a.params["to_processor"])
                              for a in self.active() if a.action == ActionType.REROUTE.value)
-        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused or self.kill_switch())
+        since = tick - self.judge.guard_ticks
+        settling = frozenset((a.target.get("issuer"), a.params[end]) for a in self.actions.values()
+                             if a.action == ActionType.REROUTE.value and a.ended_tick is not None and a.ended_tick > since
+                             for end in ("from_processor", "to_processor"))
+        return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused or self.kill_switch(), settling)
 
     def recent_auto_actions(self, tick: int) -> int:
         since = tick - self.config.auto_action_window_ticks
@@ -284,11 +291,15 @@ class Executor:
         self.control = apply_to_control(self.control, rec.action, rec.target, rec.params, rec.id)
         self.applied[rec.id] = rec.params_hash
         rec.status, rec.executed_tick, rec.guard, rec.ticks_active = Status.EXECUTED, tick, [], 0
+        flapped = tick - self.restored_at.get(rec.target_key, -10 ** 9) <= self.judge.flap_memory_ticks
+        rec.restore_after, rec.healthy_streak = (self.judge.restore_windows if flapped else 1), 0
 
     def _end(self, rec: ActionRecord, status: Status, tick: int, reason: str) -> None:
         self._event("action_" + status.value, rec, reason=reason)
         self.control = remove_from_control(self.control, rec.action, rec.target, rec.id)
         rec.status, rec.ended_tick, rec.end_reason, rec.guard = status, tick, reason, []
+        if status is Status.RESTORED:
+            self.restored_at[rec.target_key] = tick
 
     def _over_capacity(self, rec: ActionRecord, snap: Snapshot) -> str | None:
         """A reroute must not push its destination past capacity (measured load + what it moves)."""
@@ -339,35 +350,49 @@ class Executor:
                 "holdout": last.slice({**scope, "processor": src}).__dict__,
                 "lat_treated": last.latency_hist[dst].tolist(), "lat_holdout": last.latency_hist[src].tolist()}
 
-    def review(self, tick: int, last: Stats) -> list[ActionRecord]:
-        """Feed one tick to every active action; judge those at a guard-window boundary."""
+    def review(self, tick: int, last: Stats, urgent: frozenset = frozenset()) -> list[ActionRecord]:
+        """Feed one tick to every active action; judge those at a guard-window boundary, and at once those
+        in `urgent` (a reroute whose new path the reasoner now flags as failing)."""
         changed = []
+        g = self.judge.guard_ticks
         with self._lock:
             for rec in self.active():
-                rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-self.judge.guard_ticks:]
+                rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * self.judge.max_windows:]
                 rec.ticks_active += 1
                 n = rec.ticks_active
-                if n % self.judge.guard_ticks:
+                if n % g and not (rec.id in urgent and n >= g):
                     continue
-                verdict, recovered = self._judge(rec)
-                rec.verdicts.append({"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
-                                     "metrics": {k: round(v, 4) for k, v in verdict.metrics}})
-                rec.verdicts = rec.verdicts[-10:]
+                verdict, recovered = self._judge(rec, rec.guard[-g:])
+                latest = dict(verdict.metrics)
+                if verdict.outcome is Outcome.INCONCLUSIVE and len(rec.guard) > g:
+                    # too thin in one window (a small issuer's holdout): judge on every window so far instead;
+                    # whether the old path is healthy again stays a question about the latest window
+                    verdict, _ = self._judge(rec, rec.guard)
+                rec.verdicts = (rec.verdicts + [{"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
+                                                 "metrics": {k: round(v, 4) for k, v in verdict.metrics}}])[-10:]
                 before = rec.outcome
-                if verdict.outcome is Outcome.HURT:
-                    rec.outcome = "hurt"
+                as_good = verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value
+                rec.healthy_streak = rec.healthy_streak + 1 if recovered or as_good else 0
+                if verdict.outcome is Outcome.HURT and before != "helped":
+                    rec.outcome = "hurt"      # worse than the holdout from the start: the action itself hurt
                     self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
-                elif recovered:
-                    m = dict(verdict.metrics)
-                    rec.outcome = "helped" if before == "helped" else verdict.outcome.value
+                elif rec.healthy_streak and (rec.healthy_streak >= rec.restore_after or verdict.outcome is Outcome.HURT):
+                    rec.outcome = "helped" if before in ("helped", "pending") else before
                     self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
-                              f"{100 * m.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before the fault")
-                elif verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value:
-                    self._end(rec, Status.RESTORED, tick, "old path as good as the new one again: " + verdict.reason)
+                              f"{100 * latest.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before "
+                              "the fault" if recovered else "old path as good as the new one again: " + verdict.reason)
+                elif rec.healthy_streak:
+                    pass              # the path flapped before: one healthy window is not enough to move traffic back
+                elif verdict.outcome is Outcome.HURT and before == "helped" and rec.action == ActionType.REROUTE.value:
+                    # it helped while it was on; the new path has failed since: move back, without blaming the action
+                    self._end(rec, Status.RESTORED, tick, "new path now worse than the old one: " + verdict.reason)
+                elif verdict.outcome is Outcome.HURT:
+                    rec.outcome = "hurt"      # a retry policy that helped at first and hurts now
+                    self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
                 elif verdict.outcome is Outcome.NEUTRAL:
                     rec.outcome = "neutral"
                     self._end(rec, Status.ROLLED_BACK, tick, "did not help: " + verdict.reason)
-                elif verdict.outcome is Outcome.INCONCLUSIVE and n >= self.judge.guard_ticks * self.judge.max_windows:
+                elif verdict.outcome is Outcome.INCONCLUSIVE and n >= g * self.judge.max_windows:
                     rec.outcome = "inconclusive" if before == "pending" else before
                     self._end(rec, Status.ROLLED_BACK, tick,
                               f"inconclusive for {self.judge.max_windows} windows: {verdict.reason}")
@@ -377,8 +402,7 @@ class Executor:
                     changed.append(rec)
         return changed
 
-    def _judge(self, rec: ActionRecord) -> tuple[Verdict, bool]:
-        g = rec.guard
+    def _judge(self, rec: ActionRecord, g: list[dict]) -> tuple[Verdict, bool]:
         if rec.action != ActionType.REROUTE.value:
             return judge_retry(_add_slices([e["after"] for e in g]), SliceStats(**rec.before), self.judge), False
         treated, holdout = _add_slices([e["treated"] for e in g]), _add_slices([e["holdout"] for e in g])
@@ -393,7 +417,8 @@ class Executor:
     def to_dict(self) -> dict:
         with self._lock:
             return {"control_plane": self.control.to_dict(), "actions": [a.to_dict() for a in self.actions.values()],
-                    "applied": dict(sorted(self.applied.items())), "paused": self.paused, "next_id": self.next_id}
+                    "applied": dict(sorted(self.applied.items())), "paused": self.paused, "next_id": self.next_id,
+                    "restored_at": [[dict(t), tick] for t, tick in self.restored_at.items()]}
 
     def load(self, d: dict) -> None:
         """Resume from to_dict(): control plane, every action record with its guard window, the ledger."""
@@ -403,6 +428,7 @@ class Executor:
             self.applied = dict(d.get("applied", {}))
             self.paused = bool(d.get("paused", False))
             self.next_id = int(d.get("next_id", len(self.actions) + 1))
+            self.restored_at = {tuple(sorted(t.items())): tick for t, tick in d.get("restored_at", [])}
 
 
 _STATUS_EVENTS = {"action_executed": Status.EXECUTED, "action_rolled_back": Status.ROLLED_BACK,

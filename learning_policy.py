@@ -38,6 +38,8 @@ class JudgeSettings:
     attempts_win: float = 0.9       # attempts per payment down by 10% counts as a retry win
     restore_tolerance: float = 0.03  # old path within 3 pp of its pre-fault baseline is healthy again
     restore_latency: float = 1.2
+    restore_windows: int = 2        # a path that flapped must look healthy this many guard windows in a row before restoring
+    flap_memory_ticks: int = 60     # a reroute re-applied within 10 minutes (10 s ticks) of its restore: the path flaps
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ def judge_reroute(treated: SliceStats, holdout: SliceStats, p95_treated: float |
         return Verdict(Outcome.HELPED, f"success rate up: {diff}", metrics)
     if lat_ratio <= s.latency_win and rt - rh > -s.min_gain:
         return Verdict(Outcome.HELPED, f"p95 latency down x{lat_ratio:.2f} with no loss in approvals ({diff})", metrics)
+    if rt - rh >= s.min_gain:       # a gain too small a sample cannot confirm is not "no gain": wait for more windows
+        return Verdict(Outcome.INCONCLUSIVE, f"gain not yet significant: {diff} (z={z:.1f})", metrics)
     if lat_ratio >= s.latency_tolerance:
         return Verdict(Outcome.HURT, f"p95 latency up x{lat_ratio:.2f} without a gain ({diff})", metrics)
     if cost_ratio - 1 > s.cost_tolerance:

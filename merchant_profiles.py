@@ -61,7 +61,7 @@ ISSUERS = (
     Issuer("chase", 0.24, (0.92, 0.95, 0.96), "atlas", 0.90),
     Issuer("bofa", 0.18, (0.91, 0.94, 0.96), "atlas", 0.88),
     Issuer("capital_one", 0.12, (0.89, 0.93, 0.95), "beacon", 0.85),
-    Issuer("barclays", 0.14, (0.90, 0.94, 0.95), "beacon", 0.94),
+    Issuer("barclays", 0.14, (0.90, 0.94, 0.95), "beacon", 1.00),   # BIN-routed to its domestic acquirer only
     Issuer("santander", 0.12, (0.88, 0.92, 0.94), "beacon", 0.88),
     Issuer("itau", 0.12, (0.80, 0.86, 0.92), "cobalt", 0.92),
     Issuer("revolut", 0.08, (0.90, 0.94, 0.95), "cobalt", 0.80),

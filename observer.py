@@ -73,6 +73,10 @@ class SliceStats:
         return self._ratio(self.fees, self.approvals)
 
 
+_COUNT_FIELDS = ("attempts", "approvals", "payments", "first_approvals", "retries", "retry_approvals",
+                 "late_retries", "late_retry_approvals")
+
+
 @dataclass(frozen=True, eq=False)
 class Stats:
     """Summed cubes over a span of ticks."""
@@ -82,41 +86,51 @@ class Stats:
     latency_hist: np.ndarray     # [P, bins]
     ticks: int
 
-    def _mask(self, target: dict[str, int]) -> tuple:
-        return tuple(target.get(d, slice(None)) for d in DIMS)
+    @cached_property
+    def _memo(self) -> dict:
+        """Marginals and quantiles already computed: the reasoner and the decision ask for many slices per tick."""
+        return {}
+
+    def _marginal(self, keep: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Every SliceStats field as an array over the kept dimensions, e.g. ("issuer",) -> arrays of shape [I]."""
+        key = ("marginal", keep)
+        if key not in self._memo:
+            drop = tuple(a for a, d in enumerate(DIMS) if d not in keep)
+            c = self.counts.sum(axis=drop)        # [..keep.., A, C]
+            att, appr = c.sum(axis=-1), c[..., Code.APPROVED]
+            self._memo[key] = {
+                "attempts": att.sum(axis=-1), "approvals": appr.sum(axis=-1),
+                "payments": att[..., 0], "first_approvals": appr[..., 0],
+                "retries": att[..., 1:].sum(axis=-1), "retry_approvals": appr[..., 1:].sum(axis=-1),
+                "late_retries": att[..., 2], "late_retry_approvals": appr[..., 2],
+                "fees": self.fees.sum(axis=drop).sum(axis=-1),
+                "approved_amount": self.approved_amount.sum(axis=drop).sum(axis=-1)}
+        return self._memo[key]
 
     def slice(self, target: dict[str, int] | None = None) -> SliceStats:
         """Totals for a target given as integer codes, e.g. {"issuer": 0, "processor": 2}."""
-        ix = self._mask(target or {})
-        c = self.counts[ix].reshape(-1, ATTEMPT_BUCKETS, N_CODES).sum(axis=0)
-        by_attempt = c.sum(axis=1)
-        approvals = c[:, Code.APPROVED]
-        return SliceStats(
-            attempts=int(by_attempt.sum()), approvals=int(approvals.sum()),
-            payments=int(by_attempt[0]), first_approvals=int(approvals[0]),
-            retries=int(by_attempt[1:].sum()), retry_approvals=int(approvals[1:].sum()),
-            late_retries=int(by_attempt[2]), late_retry_approvals=int(approvals[2]),
-            fees=float(self.fees[ix].sum()), approved_amount=float(self.approved_amount[ix].sum()))
+        target = target or {}
+        keep = tuple(d for d in DIMS if d in target)
+        ix = tuple(target[d] for d in keep)
+        m = self._marginal(keep)
+        return SliceStats(*(int(m[f][ix]) for f in _COUNT_FIELDS), float(m["fees"][ix]), float(m["approved_amount"][ix]))
 
     def table(self, *by: str) -> dict[str, np.ndarray]:
         """Per-slice arrays over the named dimensions (e.g. "issuer", "processor")."""
-        keep = tuple(DIMS.index(d) for d in by)
-        drop = tuple(a for a in range(4) if a not in keep)
-        c = self.counts.sum(axis=drop)            # [..by.., A, C]
-        att = c.sum(axis=-1)
-        appr = c[..., Code.APPROVED]
-        return {"attempts": att.sum(axis=-1), "approvals": appr.sum(axis=-1),
-                "payments": att[..., 0], "first_approvals": appr[..., 0],
-                "retries": att[..., 1:].sum(axis=-1), "retry_approvals": appr[..., 1:].sum(axis=-1),
-                "fees": self.fees.sum(axis=drop).sum(axis=-1)}
+        m = self._marginal(tuple(d for d in DIMS if d in by))
+        return {k: m[k] for k in ("attempts", "approvals", "payments", "first_approvals", "retries",
+                                  "retry_approvals", "fees")}
 
     def code_mix(self) -> dict[str, int]:
         totals = self.counts.reshape(-1, N_CODES).sum(axis=0)
         return {label: int(n) for label, n in zip(CODE_LABELS, totals)}
 
     def latency_quantiles(self, processor: int | None = None, qs=(0.5, 0.95, 0.99)) -> tuple[float | None, ...]:
-        hist = self.latency_hist.sum(axis=0) if processor is None else self.latency_hist[processor]
-        return histogram_quantiles(hist, qs)
+        key = ("latency", processor, tuple(qs))
+        if key not in self._memo:
+            hist = self.latency_hist.sum(axis=0) if processor is None else self.latency_hist[processor]
+            self._memo[key] = histogram_quantiles(hist, qs)
+        return self._memo[key]
 
     @cached_property
     def total(self) -> SliceStats:
@@ -179,6 +193,8 @@ class Observer:
         self.shape = (len(universe.issuers), len(universe.processors), len(universe.merchants),
                       len(universe.methods), ATTEMPT_BUCKETS)
         self._ring: deque[Stats] = deque(maxlen=settings.window_ticks + settings.baseline_ticks)
+        self._window = self._baseline = empty_stats(self.shape, len(LAT_EDGES) - 1)
+        self._since_exact = 0
 
     def aggregate(self, batch: Batch) -> Stats:
         """One tick's attempts -> one Stats, columnar (bincount over flat cell codes)."""
@@ -195,17 +211,41 @@ class Observer:
         return Stats(counts, fees, amount, lat, 1)
 
     def observe(self, batch: Batch) -> Snapshot:
+        """Running sums: the new tick joins the window, the window's oldest moves to the baseline, the
+        baseline's oldest leaves. New arrays every time, so earlier snapshots never change."""
         last = self.aggregate(batch)
-        self._ring.append(last)
-        ring = list(self._ring)
         w = self.settings.window_ticks
-        return Snapshot(batch.tick, self.universe, sum_stats(ring[-w:], self.shape, len(LAT_EDGES) - 1),
-                        sum_stats(ring[:-w], self.shape, len(LAT_EDGES) - 1), last)
+        dropped = self._ring[0] if len(self._ring) == self._ring.maxlen else None
+        self._ring.append(last)
+        self._since_exact += 1
+        if self._since_exact >= self._ring.maxlen:      # re-add from the ring now and then: float sums never drift
+            ring = list(self._ring)
+            self._window = sum_stats(ring[-w:], self.shape, len(LAT_EDGES) - 1)
+            self._baseline = sum_stats(ring[:-w], self.shape, len(LAT_EDGES) - 1)
+            self._since_exact = 0
+        else:
+            self._window = _add(self._window, last)
+            if len(self._ring) > w:
+                moving = self._ring[-w - 1]
+                self._window = _add(self._window, moving, -1)
+                self._baseline = _add(self._baseline, moving)
+                if dropped is not None:
+                    self._baseline = _add(self._baseline, dropped, -1)
+        return Snapshot(batch.tick, self.universe, self._window, self._baseline, last)
+
+
+def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:
+    return Stats(a.counts + sign * b.counts, a.fees + sign * b.fees, a.approved_amount + sign * b.approved_amount,
+                 a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks)
+
+
+def empty_stats(shape: tuple, nbins: int) -> Stats:
+    return Stats(np.zeros(shape + (N_CODES,), dtype=np.int64), np.zeros(shape), np.zeros(shape),
+                 np.zeros((shape[1], nbins), dtype=np.int64), 0)
 
 
 def sum_stats(parts: list[Stats], shape: tuple, nbins: int) -> Stats:
     if not parts:
-        return Stats(np.zeros(shape + (N_CODES,), dtype=np.int64), np.zeros(shape), np.zeros(shape),
-                     np.zeros((shape[1], nbins), dtype=np.int64), 0)
+        return empty_stats(shape, nbins)
     return Stats(sum(p.counts for p in parts), sum(p.fees for p in parts),
                  sum(p.approved_amount for p in parts), sum(p.latency_hist for p in parts), len(parts))

@@ -7,7 +7,10 @@ the agent switched off (policy "none") for the counterfactual: same payments,
 same luck per attempt (common random numbers).
 
     python run.py [--seed N] [--scenario FILE] [--report FILE] [--state-dir DIR]
-                  [--policy agent|none] [--quiet] [--no-llm]
+                  [--policy none|static|sr_router|agent|oracle] [--quiet] [--no-llm]
+
+The baselines (static, sr_router, oracle) come from evaluate.py; they observe like policy
+"none" and change routing themselves, and their changes are listed under "Policy actions".
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import llm_reasoner
 from agent import Agent, AgentSettings
+from evaluate import POLICIES, make_policy
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, SliceStats, Stats, sum_stats
 from simulator import Scenario, ScenarioError, Simulator, load_scenario
@@ -60,8 +64,8 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     if state_dir:
         archive_audit(Path(state_dir), clock().replace(":", "").replace("-", ""))
         audit = AuditLog(state_dir, clock, "run.py")
-    agent = Agent(universe, settings, policy, llm=llm, summarizer=summarizer,
-                  clock=lambda: tick_ref[0] * scenario.tick_seconds, audit=audit.append if audit else None)
+    agent = make_policy(policy, universe, settings, scenario, llm=llm, summarizer=summarizer,
+                        clock=lambda: tick_ref[0] * scenario.tick_seconds, audit=audit.append if audit else None)
     writer = StateWriter(state_dir, clock) if state_dir else None
     if audit:
         audit.append({"event": "run_start", "reason": f"scenario {scenario.name!r}, seed {seed}, policy {policy}"})
@@ -137,6 +141,8 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
         "totals": {"approved_payments": res.approved_payments, "approved_amount": round(res.approved_amount, 2)},
         "llm": agent.llm_status,
     }
+    if getattr(agent, "log", None) is not None:       # a baseline: what it changed, instead of agent actions
+        report["policy_actions"] = {"count": len(agent.log), "first": agent.log[:20]}
     if agent.learner.summary:
         report["learning_summary"] = agent.learner.summary
     if baseline is not None:
@@ -191,6 +197,11 @@ def print_analysis(report: dict, out=None) -> None:
                 p(f"  {a['id']} {a['status']}: {a['end_reason']}")
     else:
         p("  none")
+    if "policy_actions" in report:
+        pa = report["policy_actions"]
+        p(f"\nPolicy actions ({report['policy']}): {pa['count']}" + (", first ones:" if pa["first"] else ""))
+        for a in pa["first"]:
+            p(f"  t={a['tick']} {a['action']} {a['target']} {a['params']}")
     p("\nLearner statistics:")
     if report["learning"]:
         rows = [{"action": k, **v} for k, v in report["learning"].items()]
@@ -256,7 +267,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario JSON file")
     ap.add_argument("--report", default=None, help="write the JSON report here")
     ap.add_argument("--state-dir", default="state", help="folder for the dashboard's state files")
-    ap.add_argument("--policy", default="agent", choices=Agent.POLICIES)
+    ap.add_argument("--policy", default="agent", choices=POLICIES)
     ap.add_argument("--quiet", action="store_true", help="print only the post-run analysis")
     ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
     args = ap.parse_args(argv)

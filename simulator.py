@@ -75,13 +75,18 @@ class Fault:
 
 @dataclass(frozen=True)
 class RouteOverride:
-    """Send matching attempts from one processor to another; a holdout share stays put."""
+    """Send matching attempts from one processor to another; a holdout share stays put.
+
+    With holdout_first_only, only the holdout's first attempts stay: its retries move too, so a
+    concurrent control measured on first attempts does not make a payment fail twice on a bad path.
+    """
     to_processor: str
     from_processor: str | None = None
     issuer: str | None = None
     merchant: str | None = None
     holdout: float = 0.0
     action_id: str = ""
+    holdout_first_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,27 +105,54 @@ class Suppression:
     action_id: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class RouteSplit:
+    """A per-payment router's choice: per-issuer processor probabilities replacing the default split.
+
+    cdf[issuer, processor] is cumulative (rows end at 1): each payment's pre-drawn route_u picks
+    its processor, so exploration is part of the split. retry_order[issuer, k], when given, lists
+    processors best first: a retry goes to the best one other than the processor that just failed
+    (Hyperswitch's connector fallback list). Route overrides still apply on top.
+    """
+    cdf: np.ndarray
+    retry_order: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        return {"cdf": np.round(self.cdf, 6).tolist(),
+                "retry_order": None if self.retry_order is None else self.retry_order.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RouteSplit":
+        order = d.get("retry_order")
+        return cls(np.array(d["cdf"], dtype=float), None if order is None else np.array(order, dtype=np.int16))
+
+
 @dataclass(frozen=True)
 class ControlPlane:
     route_overrides: tuple[RouteOverride, ...] = ()
     retry_policies: tuple[tuple[str, RetryPolicy], ...] = ()
     suppressions: tuple[Suppression, ...] = ()
+    route_split: RouteSplit | None = None      # None: the universe's default split (BIN routing)
 
     def retry_policy(self, merchant: str) -> RetryPolicy | None:
         return dict(self.retry_policies).get(merchant)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "route_overrides": [vars(o) | {} for o in self.route_overrides],
             "retry_policies": {m: vars(p) | {} for m, p in self.retry_policies},
             "suppressions": [vars(s) | {} for s in self.suppressions],
         }
+        if self.route_split is not None:     # only per-payment routers set one; the agent's shape is unchanged
+            d["route_split"] = self.route_split.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ControlPlane":
         return cls(tuple(RouteOverride(**o) for o in d.get("route_overrides", [])),
                    tuple(sorted((m, RetryPolicy(**p)) for m, p in d.get("retry_policies", {}).items())),
-                   tuple(Suppression(**s) for s in d.get("suppressions", [])))
+                   tuple(Suppression(**s) for s in d.get("suppressions", [])),
+                   RouteSplit.from_dict(d["route_split"]) if d.get("route_split") else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,7 +177,7 @@ class Batch:
 
 
 _PAYMENT_COLUMNS = ("payment_id", "attempt", "merchant", "issuer", "method", "amount",
-                    "route_u", "holdout_u", "approvable_u", "code_u", "key")
+                    "route_u", "holdout_u", "approvable_u", "code_u", "key", "prev_processor")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -199,6 +231,7 @@ class Simulator:
             "route_u": rng.random(n), "holdout_u": rng.random(n),
             "approvable_u": rng.random(n), "code_u": rng.random(n),
             "key": rng.integers(0, 2 ** 63, n, dtype=np.int64).astype(np.uint64),
+            "prev_processor": np.full(n, -1, dtype=np.int16),   # processor of the last attempt (-1: none yet)
         }
 
     # -- one tick ------------------------------------------------------------------
@@ -237,10 +270,19 @@ class Simulator:
     def _route(self, cols: dict[str, np.ndarray], control: ControlPlane) -> np.ndarray:
         u = self.universe
         issuer = cols["issuer"]
-        processor = (cols["route_u"][:, None] >= u.route_cdf[issuer]).sum(axis=1)
+        split = control.route_split
+        processor = (cols["route_u"][:, None] >= (u.route_cdf if split is None else split.cdf)[issuer]).sum(axis=1)
         processor = np.minimum(processor, len(u.processors) - 1).astype(np.int16)
-        for ov in control.route_overrides:
+        if split is not None and split.retry_order is not None:
+            retry = cols["attempt"] > 1
+            order = split.retry_order[issuer[retry]]
+            prev = cols["prev_processor"][retry]
+            processor[retry] = np.where(order[:, 0] == prev, order[:, 1], order[:, 0])
+        # the most specific override wins: processor-wide moves apply first, an issuer's or merchant's own after
+        for ov in sorted(control.route_overrides, key=lambda o: (o.issuer is not None) + (o.merchant is not None)):
             mask = cols["holdout_u"] >= ov.holdout
+            if ov.holdout_first_only:
+                mask |= cols["attempt"] > 1
             if ov.from_processor is not None:
                 mask &= processor == u.index("processor", ov.from_processor)
             if ov.issuer is not None:
@@ -326,6 +368,7 @@ class Simulator:
         due = t + np.maximum(backoff[retry], 1)
         chosen = {c: cols[c][retry] for c in _PAYMENT_COLUMNS}
         chosen["attempt"] = chosen["attempt"] + 1
+        chosen["prev_processor"] = batch["processor"][retry]
         for d in np.unique(due):
             sel = due == d
             self._pending.setdefault(int(d), []).append({c: v[sel] for c, v in chosen.items()})

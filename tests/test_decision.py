@@ -40,9 +40,9 @@ def test_learning_signal_raises_the_bar(degraded):
     cautious = LearningSignal(extra_confidence=(("reroute", 0.41),))   # needed 1.01: no confidence clears it
     d = decide(hyps, snap, cautious, ControlView())
     assert d.is_no_op and "needed for reroute" in d.reason
-    target_caution = LearningSignal(target_caution=((("reroute", ("issuer", "chase")), 0.39),))
+    target_caution = LearningSignal(target_caution=((("reroute", ("issuer", "chase")), 0.41),))
     assert decide(hyps, snap, target_caution, ControlView()).is_no_op
-    other = LearningSignal(target_caution=((("reroute", ("issuer", "bofa")), 0.39),))
+    other = LearningSignal(target_caution=((("reroute", ("issuer", "bofa")), 0.41),))
     assert not decide(hyps, snap, other, ControlView()).is_no_op
 
 
