@@ -9,7 +9,7 @@ needed; it never changes these rules. Never executes anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -175,6 +175,8 @@ def _risk(config: PolicyConfig, action: ActionType, traffic_share: float, revenu
 def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -> str | None:
     """A new reroute must not fight an active one: no moving traffic back, no judging a path twice."""
     for r_issuer, r_from, r_to in view.rerouted:
+        if issuer is None and r_issuer is not None and r_from == src:
+            return f"issuers are being moved off {src} one by one; their guard windows decide"
         if r_issuer in (issuer, None) and r_from == dst:
             return f"traffic was moved off {dst} by an active reroute; its guard window decides"
         if r_issuer in (issuer, None) and r_to == src:
@@ -340,6 +342,25 @@ def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
     return why
 
 
+def _latency_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
+                        view: ControlView, min_holdout: float) -> list[Candidate]:
+    """Move a slow processor's traffic away whole, or, when that is more than an automatic action may
+    move, issuer by issuer (each move within the cap, at most a few per rate-limit window)."""
+    whole = _reroute_candidates(h, snap, config, min_payments, view, min_holdout=min_holdout)
+    started = any(r_issuer is not None and r_from == h.target_dict["processor"] for r_issuer, r_from, _ in view.rerouted)
+    if not started and not any(c.traffic_share > config.max_auto_traffic_share for c in whole):
+        return whole
+    u, p = snap.universe, snap.universe.index("processor", h.target_dict["processor"])
+    split = []
+    for i, iname in enumerate(u.issuer_names):
+        if snap.window.slice({"issuer": i, "processor": p}).payments >= min_payments:
+            split += _reroute_candidates(replace(h, target=tuple(sorted({**h.target_dict, "issuer": iname}.items()))),
+                                         snap, config, min_payments, view, min_holdout=min_holdout)
+    note = (f"moves {100 * whole[0].traffic_share:.0f}% of traffic, over the automatic cap "
+            f"{100 * config.max_auto_traffic_share:.0f}%: moving it issuer by issuer instead")
+    return split + [c if c.reject_reason or not split else replace(c, reject_reason=note) for c in whole]
+
+
 def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningSignal, view: ControlView,
            config: PolicyConfig = PolicyConfig(), min_payments: int = 200, min_holdout: float = 0.0) -> Decision:
     """Pick the best candidate that clears every gate, or NO_OP with the reason. Pure.
@@ -351,7 +372,9 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
         return Decision(ActionType.NO_OP, "no anomaly: every measured slice is within its baseline")
     candidates: list[Candidate] = []
     for h in hypotheses:
-        if h.cause is Cause.ISSUER_DEGRADATION or h.cause is Cause.LATENCY_SPIKE:
+        if h.cause is Cause.LATENCY_SPIKE and "issuer" not in h.target_dict:
+            candidates += _latency_candidates(h, snap, config, min_payments, view, min_holdout)
+        elif h.cause is Cause.ISSUER_DEGRADATION or h.cause is Cause.LATENCY_SPIKE:
             candidates += _reroute_candidates(h, snap, config, min_payments, view, min_holdout=min_holdout)
         elif h.cause is Cause.ISSUER_OUTAGE:
             candidates += _outage_candidates(h, snap, config, min_payments, view, min_holdout)

@@ -408,7 +408,7 @@ class Executor:
         treated, holdout = _add_slices([e["treated"] for e in g]), _add_slices([e["holdout"] for e in g])
         p95_t = histogram_quantiles(_add_hists([e["lat_treated"] for e in g]), (0.95,))[0]
         p95_h = histogram_quantiles(_add_hists([e["lat_holdout"] for e in g]), (0.95,))[0]
-        latency_matters = "issuer" not in rec.target
+        latency_matters = "issuer" not in rec.target or rec.cause == "latency_spike"
         verdict = judge_reroute(treated, holdout, p95_t if latency_matters else None,
                                 p95_h if latency_matters else None, self.judge)
         return verdict, path_recovered(holdout, rec.baseline_rate, p95_h, rec.baseline_p95, self.judge)

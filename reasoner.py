@@ -83,6 +83,7 @@ class ReasonerSettings:
     min_baseline_payments: int = 400
     min_baseline_ticks: int = 12     # warm-up: the first ticks have no retries yet and would skew every baseline
     min_drop: float = 0.05           # absolute first-attempt rate drop that matters to payment ops (5 pp)
+    new_path_drop: float = 0.15      # a path with no baseline, against the issuer's usual rate (paths differ by ~8 pp)
     min_z: float = 4.0               # many slices are tested every tick: demand strong evidence
     healthy_drop: float = 0.03       # a peer within 3 pp of its baseline counts as healthy
     thin_peer_factor: float = 0.8    # confidence kept when no peer path could be measured
@@ -161,6 +162,15 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
         for p, pname in enumerate(u.processor_names):
             now = snap.window.slice({"issuer": i, "processor": p})
             base = snap.baseline.slice({"issuer": i, "processor": p})
+            if now.payments >= s.min_payments and base.payments < s.min_baseline_payments and p not in spiking:
+                # traffic newly on a path with no past of its own: held against the issuer's usual rate, and
+                # only a failure far beyond path-to-path differences in approval counts
+                usual = snap.baseline.slice({"issuer": i})
+                if usual.payments >= s.min_baseline_payments:
+                    drop, z = _z_drop(now, usual)
+                    if drop >= s.new_path_drop and z >= s.min_z:
+                        bad.append((pname, drop, z, now, usual))
+                    continue
             if now.payments < s.min_payments or base.payments < s.min_baseline_payments:
                 thin.append((pname, now, base, p in spiking))
                 continue

@@ -125,8 +125,11 @@ def test_traffic_cap_and_retry_attempt_cap():
     snap, _, _ = snapshot_after([Fault(FaultKind.LATENCY_SPIKE, 0.8, processor="atlas")])
     h = Hypothesis(Cause.LATENCY_SPIKE, make_target(processor="atlas"), 0.95, ("p95 up",))
     d = decide((h,), snap, LearningSignal(), ControlView())
-    # atlas carries ~40% of traffic: moving it is over the automatic cap, or refused for capacity
-    assert d.is_no_op or d.requires_human_approval
+    # atlas carries ~40% of traffic: moving it whole is over the automatic cap, so it moves issuer by issuer
+    cap = PolicyConfig().max_auto_traffic_share
+    whole = [c for c in d.alternatives if dict(c.target) == {"processor": "atlas"}]
+    assert whole and all(c.traffic_share > cap and c.reject_reason for c in whole)
+    assert d.requires_human_approval or ("issuer" in dict(d.target) and d.risk <= PolicyConfig().risk_threshold)
     assert PolicyConfig().retry_cap_attempts <= PolicyConfig().max_auto_attempts <= 3
 
 

@@ -40,6 +40,8 @@ def test_every_demo_behaviour_emerges(demo):
     assert find(action="reroute", target={"issuer": "chase", "processor": "atlas"}, status="restored", outcome="helped")
     # a reroute during an issuer-wide outage, rolled back because it did not help
     assert find(action="reroute", target=lambda t: t.get("issuer") == "barclays", status="rolled_back")
+    # ... and the new path's own numbers show the agent what it could not see before: an issuer-wide outage
+    assert any(h["cause"] == "issuer_outage" and h["target"] == {"issuer": "barclays"} for h in r["hypotheses"])
     # a retry storm tightened automatically on a small merchant, and held for a human on a large one
     assert find(action="retry_policy", status="executed", requires_human_approval=False, outcome="helped")
     assert find(status="pending_approval", requires_human_approval=True)
