@@ -360,14 +360,17 @@ def charts(docs: dict) -> None:
     bottom[1].altair_chart(error_mix_chart(m.get("error_codes")))
 
 
+def show_table(frame: pd.DataFrame, empty_text: str) -> None:
+    if frame.empty:
+        st.write(empty_text)
+    else:
+        st.dataframe(frame, hide_index=True)
+
+
 def reasoning(docs: dict) -> None:
     hyp, act = docs["hypotheses.json"], docs["actions.json"]
     st.subheader("Hypotheses")
-    frame = hypotheses_frame(hyp.get("latest"))
-    if frame.empty:
-        st.write("None this tick: every measured slice is within its baseline.")
-    else:
-        st.dataframe(frame, hide_index=True)
+    show_table(hypotheses_frame(hyp.get("latest")), "None this tick: every measured slice is within its baseline.")
     st.subheader("Current decision")
     exp = act.get("explanation") or {}
     st.markdown(f"**{explain.decision_verdict(act.get('decision'))}**")
@@ -383,22 +386,14 @@ def reasoning(docs: dict) -> None:
 
 def history(docs: dict) -> None:
     st.subheader("Action history")
-    frame = actions_frame(docs["actions.json"].get("actions"))
-    if frame.empty:
-        st.write("No action yet.")
-    else:
-        st.dataframe(frame, hide_index=True)
+    show_table(actions_frame(docs["actions.json"].get("actions")), "No action yet.")
     st.subheader("Learning")
     learn = docs["learning.json"]
     level, lines = explain.caution(learn.get("signal"))
     c1, c2 = st.columns([1, 3])
     c1.metric("Caution level", level)
     c2.markdown("\n".join(f"- {x}" for x in lines) or "No recent harm: the usual confidence thresholds apply.")
-    eff = effectiveness_frame(learn.get("effectiveness"))
-    if eff.empty:
-        st.write("No judged action yet.")
-    else:
-        st.dataframe(eff, hide_index=True)
+    show_table(effectiveness_frame(learn.get("effectiveness")), "No judged action yet.")
     st.markdown("**Latest learning summary**")
     st.text(summary_text(learn.get("summary")))     # LLM text: shown as plain text, never markdown or HTML
     log = docs["commands.json"].get("log")

@@ -21,3 +21,20 @@ def snapshot_after(fault_list=(), calm_ticks=40, fault_ticks=6, seed=4, payments
     for t in range(calm_ticks + fault_ticks):
         snap = obs.observe(sim.step(control, tuple(fault_list) if t >= calm_ticks else ()))
     return snap, sim, obs
+
+
+def demo_until_pending():
+    """The demo scenario run up to its first action held for a human: (agent, that action's id)."""
+    import pytest
+    from pathlib import Path
+    from agent import Agent
+    from simulator import Simulator, load_scenario
+    scenario = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "demo.json", DEFAULT_UNIVERSE)
+    sim = Simulator(DEFAULT_UNIVERSE, scenario.seed, scenario.payments_per_tick, scenario.tick_seconds,
+                    scenario.start_hour)
+    agent = Agent(DEFAULT_UNIVERSE)
+    for tick in range(scenario.total_ticks):
+        step = agent.step(sim.step(agent.control, scenario.faults_at(tick)))
+        if step.action is not None and step.action.requires_human_approval:
+            return agent, step.action.id
+    pytest.fail("the demo scenario no longer holds any action for approval")

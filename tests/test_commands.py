@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent
-from merchant_profiles import DEFAULT_UNIVERSE
-from simulator import Simulator, load_scenario
 from state_writer import COMMANDS_DIR, write_command
 from worker import COMMAND_MAX_AGE_S, CommandLog, apply_command, iso, process_commands
+from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -21,15 +19,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def pending_agent():
     """The demo scenario up to its first action held for a human."""
-    scenario = load_scenario(ROOT / "scenarios" / "demo.json", DEFAULT_UNIVERSE)
-    sim = Simulator(DEFAULT_UNIVERSE, scenario.seed, scenario.payments_per_tick, scenario.tick_seconds,
-                    scenario.start_hour)
-    agent = Agent(DEFAULT_UNIVERSE)
-    for tick in range(scenario.total_ticks):
-        step = agent.step(sim.step(agent.control, scenario.faults_at(tick)))
-        if step.action is not None and step.action.requires_human_approval:
-            return agent, step.action.id
-    pytest.fail("the demo scenario no longer holds any action for approval")
+    return demo_until_pending()
 
 
 @pytest.fixture

@@ -21,11 +21,9 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard as view
 import explainability as explain
-from agent import Agent
-from merchant_profiles import DEFAULT_UNIVERSE
-from simulator import Simulator, load_scenario
 from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
 from worker import CommandLog, process_commands
+from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["Approval queue", "Traffic", "Hypotheses", "Current decision", "Action history", "Learning"]
@@ -37,16 +35,7 @@ LIVE = {"state": "running", "mode": "live", "tick_seconds": 1.0, "paused": False
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """(state folder, agent) at the tick the demo's first high-risk action waits for approval."""
-    scenario = load_scenario(ROOT / "scenarios" / "demo.json", DEFAULT_UNIVERSE)
-    sim = Simulator(DEFAULT_UNIVERSE, scenario.seed, scenario.payments_per_tick, scenario.tick_seconds,
-                    scenario.start_hour)
-    agent = Agent(DEFAULT_UNIVERSE)
-    for tick in range(scenario.total_ticks):
-        step = agent.step(sim.step(agent.control, scenario.faults_at(tick)))
-        if step.action is not None and step.action.requires_human_approval:
-            break
-    else:
-        pytest.fail("the demo scenario no longer holds any action for approval")
+    agent, _ = demo_until_pending()
     folder = tmp_path_factory.mktemp("fixture")
     writer = StateWriter(folder, lambda: "2026-01-01T12:00:00Z")
     for name, doc in agent.state_documents(LIVE).items():

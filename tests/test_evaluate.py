@@ -97,7 +97,7 @@ def test_addresses(fault, control, expected):
 
 
 def test_route_split_routes_first_attempts_by_its_cdf_and_retries_to_the_next_best():
-    nI, nP = len(U.issuers), len(U.processors)
+    nI = len(U.issuers)
     cdf = np.tile([0.0, 1.0, 1.0], (nI, 1))                      # everything to beacon
     order = np.tile([1, 2, 0], (nI, 1)).astype(np.int16)           # beacon, then cobalt
     sim = Simulator(U, 5, 2000)

@@ -2,7 +2,7 @@ import pytest
 
 from decision import ActionType, Decision
 from executor import ApprovalError, Executor, Status
-from learning_policy import JudgeSettings, Outcome, judge_reroute
+from learning_policy import Outcome, judge_reroute
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
 from simulator import Fault, FaultKind, Simulator

@@ -3,7 +3,6 @@ import json
 import random
 import threading
 
-import numpy as np
 import pytest
 
 from decision import ActionType, ControlView, Decision, LearningSignal, PolicyConfig, decide
