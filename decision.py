@@ -331,7 +331,7 @@ def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_
 def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
     why = []
     if c.risk > config.risk_threshold:
-        why.append(f"risk {c.risk:.2f} above {config.risk_threshold:.2f}")
+        why.append(f"risk {c.risk:.3f} above {config.risk_threshold:.2f}")
     if c.action.value in config.always_approve:
         why.append(f"{c.action.value} always needs a human")
     if c.traffic_share > config.max_auto_traffic_share:
