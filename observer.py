@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 
 from merchant_profiles import Universe
-from simulator import N_CODES, Batch, Code, CODE_LABELS
+from simulator import CODE_LABELS, HARD_CODES, N_CODES, Batch, Code
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later
 LAT_EDGES = np.geomspace(50.0, 40_000.0, 97)  # 96 log bins, each ~7% wide
@@ -85,6 +85,7 @@ class Stats:
     approved_amount: np.ndarray  # [I, P, M, K, A]
     latency_hist: np.ndarray     # [P, bins]
     ticks: int
+    hard_retries: np.ndarray     # [M] retries of a hard decline (Visa category 1: never to be retried)
 
     @cached_property
     def _memo(self) -> dict:
@@ -208,7 +209,9 @@ class Observer:
         nb = len(LAT_EDGES) - 1
         lb = np.clip(np.searchsorted(LAT_EDGES, batch.latency_ms, side="right") - 1, 0, nb - 1)
         lat = np.bincount(batch.processor.astype(np.int64) * nb + lb, minlength=nP * nb).reshape(nP, nb)
-        return Stats(counts, fees, amount, lat, 1)
+        hard = np.zeros(nM, dtype=np.int64) if batch.prev_code is None else \
+            np.bincount(batch.merchant[np.isin(batch.prev_code, HARD_CODES)], minlength=nM)
+        return Stats(counts, fees, amount, lat, 1, hard)
 
     def observe(self, batch: Batch) -> Snapshot:
         """Running sums: the new tick joins the window, the window's oldest moves to the baseline, the
@@ -236,16 +239,17 @@ class Observer:
 
 def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:
     return Stats(a.counts + sign * b.counts, a.fees + sign * b.fees, a.approved_amount + sign * b.approved_amount,
-                 a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks)
+                 a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks, a.hard_retries + sign * b.hard_retries)
 
 
 def empty_stats(shape: tuple, nbins: int) -> Stats:
     return Stats(np.zeros(shape + (N_CODES,), dtype=np.int64), np.zeros(shape), np.zeros(shape),
-                 np.zeros((shape[1], nbins), dtype=np.int64), 0)
+                 np.zeros((shape[1], nbins), dtype=np.int64), 0, np.zeros(shape[2], dtype=np.int64))
 
 
 def sum_stats(parts: list[Stats], shape: tuple, nbins: int) -> Stats:
     if not parts:
         return empty_stats(shape, nbins)
     return Stats(sum(p.counts for p in parts), sum(p.fees for p in parts),
-                 sum(p.approved_amount for p in parts), sum(p.latency_hist for p in parts), len(parts))
+                 sum(p.approved_amount for p in parts), sum(p.latency_hist for p in parts), len(parts),
+                 sum(p.hard_retries for p in parts))

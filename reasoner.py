@@ -226,9 +226,11 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
         first_drop = base.first_attempt_rate - now.first_attempt_rate
         if first_drop > s.storm_max_first_drop or apn <= apb:      # more failures explain more retries
             continue
-        # an early sign, before the average moves: retries past the merchant's usual number of attempts. (Retried
-        # hard declines are not one: a technical failure's retry meets the issuer's hard decline too.)
+        # early signs, before the average moves: retries past the merchant's usual number of attempts, and
+        # retries of hard declines (Visa category 1, never to be retried), which a sane retry policy never makes
         early = _early_z(now.late_retries, base.late_retries, base.payments, now.payments, s)
+        hard_now, hard_base = int(snap.window.hard_retries[m]), int(snap.baseline.hard_retries[m])
+        early = max(early, _early_z(hard_now, hard_base, base.payments, now.payments, s))
         ratio_rule = apn / apb >= s.storm_ratio and apn - apb >= s.storm_min_increase
         if ratio_rule or early >= s.min_z:
             conf = max(0.6 + 0.4 * min(1.0, max(0.0, apn / apb - s.storm_ratio) / 0.5) if ratio_rule else 0.0,
@@ -236,6 +238,7 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
             out.append(Hypothesis(Cause.RETRY_STORM, make_target(merchant=mname), min(0.99, conf), (
                 f"attempts per payment {apn:.2f} vs {apb:.2f} baseline",
                 f"retries past attempt 2: {now.late_retries} vs {base.late_retries / base.payments * now.payments:.0f} expected",
+                f"hard declines retried: {hard_now} vs {hard_base / base.payments * now.payments:.0f} expected",
                 f"first-attempt {_pct(now.first_attempt_rate)} vs {_pct(base.first_attempt_rate)} (flat)",
                 f"approvals per payment {_pct(now.approvals_per_payment)} vs {_pct(base.approvals_per_payment)}")))
 

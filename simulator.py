@@ -171,13 +171,14 @@ class Batch:
     code: np.ndarray
     fee: np.ndarray
     new_payments: int = 0
+    prev_code: np.ndarray | None = None   # the code of the payment's previous attempt; -1 on a first attempt
 
     def __len__(self) -> int:
         return len(self.payment_id)
 
 
 _PAYMENT_COLUMNS = ("payment_id", "attempt", "merchant", "issuer", "method", "amount",
-                    "route_u", "holdout_u", "approvable_u", "code_u", "key", "prev_processor")
+                    "route_u", "holdout_u", "approvable_u", "code_u", "key", "prev_processor", "prev_code")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -231,6 +232,7 @@ class Simulator:
             "route_u": rng.random(n), "holdout_u": rng.random(n),
             "approvable_u": rng.random(n), "code_u": rng.random(n),
             "key": rng.integers(0, 2 ** 63, n, dtype=np.int64).astype(np.uint64),
+            "prev_code": np.full(n, -1, dtype=np.int8),
             "prev_processor": np.full(n, -1, dtype=np.int16),   # processor of the last attempt (-1: none yet)
         }
 
@@ -335,7 +337,7 @@ class Simulator:
 
         batch = {"tick": t, "payment_id": cols["payment_id"], "attempt": k, "merchant": m, "issuer": i,
                  "method": cols["method"], "processor": p, "amount": cols["amount"], "latency_ms": latency,
-                 "approved": approved, "code": code, "fee": fee}
+                 "approved": approved, "code": code, "fee": fee, "prev_code": cols["prev_code"]}
         return batch, f["storm"][m]
 
     def _schedule(self, t: int, cols: dict[str, np.ndarray], batch: dict, storm: np.ndarray,
@@ -368,6 +370,7 @@ class Simulator:
         due = t + np.maximum(backoff[retry], 1)
         chosen = {c: cols[c][retry] for c in _PAYMENT_COLUMNS}
         chosen["attempt"] = chosen["attempt"] + 1
+        chosen["prev_code"] = code[retry]
         chosen["prev_processor"] = batch["processor"][retry]
         for d in np.unique(due):
             sel = due == d

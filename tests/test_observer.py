@@ -75,6 +75,20 @@ def test_retry_and_first_attempt_rates_are_separate():
     assert s.attempts == s.payments + s.retries
     assert s.retry_rate < s.first_attempt_rate     # storm retries mostly fail
     assert s.attempts_per_payment > 1.3
+    m = U.index("merchant", "globemart")
+    assert snap.window.hard_retries[m] > 0                    # the storm retries hard declines ...
+    assert snap.window.hard_retries.sum() == snap.window.hard_retries[m]   # ... no sane merchant does
+
+
+def test_hard_retries_count_retries_whose_previous_attempt_was_a_hard_decline():
+    sim, obs = Simulator(U, seed=4), Observer(U)
+    storm = (Fault(FaultKind.RETRY_STORM, 1.0, merchant="tixnow"),)
+    batches = [sim.step(ControlPlane(), storm) for _ in range(5)]
+    for b in batches:
+        last = obs.aggregate(b)
+        expect = np.bincount(b.merchant[np.isin(b.prev_code, [6, 7, 8])], minlength=len(U.merchants))
+        assert np.array_equal(last.hard_retries, expect)
+    assert expect[U.index("merchant", "tixnow")] > 0 and (b.prev_code[b.attempt == 1] == -1).all()
 
 
 def test_tables_by_dimension_agree_with_slices():
