@@ -221,6 +221,9 @@ class Executor:
                 self._event("action_refused", rec, reason=rec.end_reason, result="failure")
                 return rec
             why = self.needs_human(rec.action, target, params, rec.risk, decision.requires_human_approval)
+            share = self._traffic_share(rec, snap)
+            if share > self.config.max_auto_traffic_share:
+                why.append(f"touches {100 * share:.0f}% of traffic, over the automatic cap")
             if not why and (self.paused or self.kill_switch()):
                 why.append("automation paused (kill switch)")
             if not why and self.recent_auto_actions(tick) >= self.config.max_auto_actions:
@@ -301,14 +304,23 @@ class Executor:
         if status is Status.RESTORED:
             self.restored_at[rec.target_key] = tick
 
+    def _source(self, rec: ActionRecord) -> dict[str, int]:
+        """The slice an action touches, as codes: a reroute's old path, else its target."""
+        if rec.action != ActionType.REROUTE.value:
+            return self._codes(rec.target)
+        return self._codes({k: v for k, v in {"issuer": rec.target.get("issuer"),
+                                              "processor": rec.params["from_processor"]}.items() if v})
+
+    def _traffic_share(self, rec: ActionRecord, snap: Snapshot) -> float:
+        return snap.window.slice(self._source(rec)).attempts / max(snap.window.total.attempts, 1)
+
     def _over_capacity(self, rec: ActionRecord, snap: Snapshot) -> str | None:
         """A reroute must not push its destination past capacity (measured load + what it moves)."""
         if rec.action != ActionType.REROUTE.value:
             return None
         u, w = self.universe, snap.window
         per_tick = 1.0 / max(w.ticks, 1)
-        src = self._codes({k: v for k, v in {"issuer": rec.target.get("issuer"),
-                                              "processor": rec.params["from_processor"]}.items() if v})
+        src = self._source(rec)
         dst = u.index("processor", rec.params["to_processor"])
         moved = w.slice(src).attempts * per_tick * (1 - rec.params.get("holdout", 0.0))
         load = w.slice({"processor": dst}).attempts * per_tick
@@ -331,13 +343,12 @@ class Executor:
         return {k: self.universe.index(k, v) for k, v in d.items()}
 
     def _capture_before(self, rec: ActionRecord, snap: Snapshot) -> None:
-        t, p = rec.target, rec.params
+        src = self._source(rec)
         if rec.action == ActionType.REROUTE.value:
-            src = self._codes({k: v for k, v in {"issuer": t.get("issuer"), "processor": p["from_processor"]}.items() if v})
             rec.baseline_rate = snap.baseline.slice(src).first_attempt_rate
             rec.baseline_p95 = snap.baseline.latency_quantiles(src["processor"])[1]
         else:
-            rec.before = snap.window.slice(self._codes(t)).__dict__.copy()
+            rec.before = snap.window.slice(src).__dict__.copy()
 
     def _guard_entry(self, rec: ActionRecord, last: Stats) -> dict:
         """What the judge needs of one tick for this action: a few slices, not the whole cube."""

@@ -376,10 +376,6 @@ class Simulator:
             sel = due == d
             self._pending.setdefault(int(d), []).append({c: v[sel] for c, v in chosen.items()})
 
-    @property
-    def pending_attempts(self) -> int:
-        return sum(len(p["payment_id"]) for parts in self._pending.values() for p in parts)
-
 
 # -- scenarios: a fault schedule the simulator follows (run.py injects; the agent never reads it) --
 

@@ -15,7 +15,7 @@ import pytest
 
 import llm_reasoner
 import run
-from gemini_stub import INJECTION, GeminiStub, forbid_network
+from gemini_stub import INJECTION, GeminiStub
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from simulator import parse_scenario
 
@@ -29,11 +29,7 @@ SCENARIO = parse_scenario(SCENARIO_DOC, U)
 FAST = llm_reasoner.LLMSettings(timeout_ms=300, retry_backoff_s=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    forbid_network(monkeypatch)
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
 def actions(res: run.RunResult) -> list[dict]:

@@ -13,7 +13,6 @@ from google.genai import errors, types
 import reasoner as C
 import llm_reasoner as L
 from decision import ControlView, LearningSignal, decide
-from gemini_stub import forbid_network
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
 from reasoner import Cause, Hypothesis, Source, heuristic_hypotheses, make_target, merge_hypotheses
@@ -23,11 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "AIza-test-key-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    forbid_network(monkeypatch)
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
 @pytest.fixture(scope="module")

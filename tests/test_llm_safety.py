@@ -23,7 +23,7 @@ import llm_reasoner as L
 import run
 from decision import ControlView, LearningSignal, decide
 from executor import Executor, Status
-from gemini_stub import GeminiStub, forbid_network
+from gemini_stub import GeminiStub
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from reasoner import heuristic_hypotheses
 from simulator import Fault, FaultKind, parse_scenario
@@ -35,11 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CANARY = "AIza-CANARY-7f3e9b1c2d4a5e6f"
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    forbid_network(monkeypatch)
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
 def test_canary_key_never_leaks_even_with_debug_logging_and_a_401(monkeypatch, tmp_path, caplog, capsys):

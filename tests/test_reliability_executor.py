@@ -139,8 +139,21 @@ def test_reroute_leaves_a_healthy_route():
                                 payments_per_tick=6000)
     h = Hypothesis(Cause.LATENCY_SPIKE, make_target(processor="cobalt"), 0.95, ("p95 up",))
     d = decide((h,), snap, LearningSignal(), ControlView())
-    if not d.is_no_op:
-        assert dict(d.params)["to_processor"] != "beacon"
+    assert d.action is ActionType.REROUTE and dict(d.params)["to_processor"] != "beacon"
+    assert any(dict(c.params).get("to_processor") == "beacon" and "healthy route" in (c.reject_reason or "")
+               for c in d.alternatives)
+
+
+def test_executor_enforces_the_traffic_cap_itself(snap):
+    # a caller that says "no approval needed" for a move of all atlas traffic (~45%) is not believed
+    d = Decision(ActionType.REROUTE, "t", (("processor", "atlas"),),
+                 (("from_processor", "atlas"), ("holdout", 0.1), ("to_processor", "beacon")), "latency_spike", 0.9, 0.2)
+    events = []
+    ex = Executor(U, audit=events.append)
+    ex._over_capacity = lambda rec, snap: None            # isolate the cap from the capacity check
+    rec = ex.submit(d, 1, snap)
+    assert rec.status is Status.PENDING_APPROVAL and rec.requires_human_approval and ex.control == ControlPlane()
+    assert events[-1]["event"] == "action_pending_approval" and "over the automatic cap" in events[-1]["reason"]
 
 
 # -- 8. a judge that is neither trigger-happy nor blind --------------------------------------
