@@ -34,8 +34,8 @@ class Learner:
             "success_gain": (last.get("treated_rate", 0) - last.get("holdout_rate", 0)) if "treated_rate" in last
             else last.get("approvals_per_payment_after", 0) - last.get("approvals_per_payment_before", 0),
             "cost_ratio": last.get("cost_ratio"),
-            "cost_harm": cost_harm(1.0, last.get("cost_ratio")) if last.get("cost_ratio") else False,
-            "retry_harm": retry_harm(1.0, last.get("attempts_ratio")) if "attempts_ratio" in last else False,
+            "cost_harm": cost_harm(last.get("cost_ratio")),
+            "retry_harm": retry_harm(last.get("attempts_ratio")),
         }
         self.memory = [m for m in self.memory if m["id"] != rec.id] + [entry]
         self.memory = self.memory[-MEMORY_LIMIT:]

@@ -125,13 +125,14 @@ def is_harm(outcome: Outcome, rolled_back: bool) -> bool:
     return outcome is Outcome.HURT or (rolled_back and outcome is not Outcome.HELPED)
 
 
-def cost_harm(before_cost: float | None, after_cost: float | None, tolerance: float = 0.25) -> bool:
-    return bool(before_cost and after_cost and after_cost / before_cost - 1 > tolerance)
+def cost_harm(cost_ratio: float | None, tolerance: float = 0.25) -> bool:
+    """Cost per approval (new path / holdout) up by more than 25% is cost harm."""
+    return cost_ratio is not None and cost_ratio - 1 > tolerance
 
 
-def retry_harm(before_app: float | None, after_app: float | None, tolerance: float = 0.15) -> bool:
-    """Attempts per payment up by more than `tolerance` after an action is retry harm."""
-    return bool(before_app and after_app and after_app - before_app > tolerance)
+def retry_harm(attempts_ratio: float | None, tolerance: float = 0.15) -> bool:
+    """Attempts per payment (after / before) up by more than 15% is retry harm."""
+    return attempts_ratio is not None and attempts_ratio - 1 > tolerance
 
 
 def derive_signal(memory: list[dict], tick: int, s: LearnerSettings = LearnerSettings()) -> LearningSignal:

@@ -1,7 +1,9 @@
+import pytest
+
 from decision import LearningSignal, PolicyConfig
 from executor import ActionRecord, Status
 from learner import Learner
-from learning_policy import LearnerSettings, derive_signal
+from learning_policy import LearnerSettings, cost_harm, derive_signal, retry_harm
 
 
 def record(i, action="reroute", outcome="neutral", status=Status.ROLLED_BACK, target=None):
@@ -49,3 +51,13 @@ def test_effectiveness_stats_and_reload():
     again = Learner()
     again.load(learner.to_dict())
     assert again.get_action_effectiveness_stats() == learner.get_action_effectiveness_stats()
+
+
+@pytest.mark.parametrize("ratio, cost, retry", [
+    (None, False, False),   # not measured: no harm claimed
+    (1.1, False, False),
+    (1.2, False, True),     # attempts up 20%: retry harm
+    (1.3, True, True),      # cost per approval up 30%: cost harm
+])
+def test_cost_and_retry_harm(ratio, cost, retry):
+    assert (cost_harm(ratio), retry_harm(ratio)) == (cost, retry)
