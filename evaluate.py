@@ -35,12 +35,12 @@ from agent import Agent, AgentSettings
 from executor import Status
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, Observer, Snapshot, histogram_quantiles
-from simulator import (Batch, Code, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, RouteSplit,
+from decline_codes import TECHNICAL_CODES
+from simulator import (Batch, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, RouteSplit,
                        Scenario, ScenarioError, Simulator, Suppression, load_scenario)
 
 POLICIES = ("none", "static", "sr_router", "agent", "oracle")
 DEFAULT_SCENARIOS = Path(__file__).parent / "scenarios"
-TECHNICAL = (Code.ISSUER_UNAVAILABLE, Code.SYSTEM_MALFUNCTION, Code.TIMEOUT)
 
 
 # -- baselines ---------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class SuccessRateRouter(Baseline):
         flat, ptr = self.win.reshape(nI * nP, N), self.ptr.reshape(-1)
         flat[key[keep], (ptr[key[keep]] + rank) % N] = ok[keep]
         ptr[:] = (ptr + kept) % N
-        tech = np.isin(code, TECHNICAL)
+        tech = np.isin(code, TECHNICAL_CODES)
         wins = np.bincount(key, weights=ok, minlength=nI * nP).reshape(nI, nP)
         fails = np.bincount(key, weights=tech, minlength=nI * nP).reshape(nI, nP)
         r = self.router

@@ -17,7 +17,8 @@ from functools import cached_property
 import numpy as np
 
 from merchant_profiles import Universe
-from simulator import CODE_LABELS, HARD_CODES, N_CODES, Batch, Code
+from decline_codes import CODE_LABELS, HARD_CODES, N_CODES, Code
+from simulator import Batch
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later
 LAT_EDGES = np.geomspace(50.0, 40_000.0, 97)  # 96 log bins, each ~7% wide

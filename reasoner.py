@@ -22,7 +22,7 @@ from enum import Enum
 
 from merchant_profiles import Universe
 from observer import SliceStats, Snapshot
-from simulator import Code
+from decline_codes import Code
 
 
 class Cause(str, Enum):
@@ -151,7 +151,7 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
         ratio = max(now / base, p50 / base_p50)
         if ratio >= s.latency_ratio:
             spiking.add(p)
-            timeouts = int(snap.window.counts[:, p, ..., 5].sum())
+            timeouts = int(snap.window.counts[:, p, ..., Code.TIMEOUT].sum())
             conf = min(0.99, 0.55 + 0.45 * min(1.0, (ratio - s.latency_ratio) / 1.5))
             out.append(Hypothesis(Cause.LATENCY_SPIKE, make_target(processor=pname), conf, (
                 f"p95 {now:.0f} ms vs baseline {base:.0f} ms (x{now / base:.1f}), p50 x{p50 / base_p50:.1f}",

@@ -17,28 +17,13 @@ from enum import Enum
 
 import numpy as np
 
+from decline_codes import HARD_CODES, Code
 from merchant_profiles import Universe
 
 TIMEOUT_MS = 30_000.0          # Hyperswitch's connector timeout (payments-facts §4)
 SOFT_RECOVERY = 0.05           # immediate retry of a soft decline succeeds ~2–5% (payments-facts §3)
 TAIL_SHARE = 0.002             # 0.1–0.5% of authorizations take 10–80 s (payments-facts §4)
 
-
-class Code(int, Enum):
-    APPROVED = 0
-    DO_NOT_HONOR = 1       # 05, soft
-    INSUFFICIENT_FUNDS = 2  # 51, soft
-    ISSUER_UNAVAILABLE = 3  # 91, technical
-    SYSTEM_MALFUNCTION = 4  # 96, technical
-    TIMEOUT = 5            # technical
-    INVALID_CARD = 6       # 14, hard
-    EXPIRED_CARD = 7       # 54, hard
-    NOT_PERMITTED = 8      # 57, hard
-
-
-CODE_LABELS = ("00", "05", "51", "91", "96", "timeout", "14", "54", "57")
-N_CODES = len(CODE_LABELS)
-HARD_CODES = (Code.INVALID_CARD, Code.EXPIRED_CARD, Code.NOT_PERMITTED)
 # Issuer decline mix (payments-facts, suggested defaults): 51 48%, 05 37%, 54 7%, 14 5%, 57 3% -> 15% hard.
 DECLINE_CODES = np.array([Code.INSUFFICIENT_FUNDS, Code.DO_NOT_HONOR, Code.EXPIRED_CARD,
                           Code.INVALID_CARD, Code.NOT_PERMITTED], dtype=np.int8)
