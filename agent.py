@@ -9,15 +9,22 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from control_plane import ControlPlane
 from decision import Decision, LearningSignal, PolicyConfig, decide
 from executor import ActionRecord, Executor, Status, reconcile
-from explainability import explain_decision, explain_hypothesis, explain_observation, explain_outcome, explain_tradeoffs
+from explainability import (
+    explain_decision,
+    explain_hypothesis,
+    explain_observation,
+    explain_outcome,
+    explain_tradeoffs,
+)
 from learner import Learner
 from learning_policy import JudgeSettings, LearnerSettings
 from merchant_profiles import Universe
 from observer import Observer, ObserverSettings, Snapshot
 from reasoner import Cause, Reasoner, ReasonerSettings
-from simulator import Batch, ControlPlane
+from simulator import Batch
 
 HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
 EVENT_HISTORY = 200    # hypotheses and decisions kept for the dashboard

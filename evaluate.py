@@ -32,12 +32,19 @@ from pathlib import Path
 import numpy as np
 
 from agent import Agent, AgentSettings
+from control_plane import (
+    ControlPlane,
+    RetryPolicy,
+    RouteOverride,
+    RouteSplit,
+    Suppression,
+)
+from decline_codes import TECHNICAL_CODES
 from executor import Status
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, Observer, Snapshot, histogram_quantiles
-from decline_codes import TECHNICAL_CODES
-from simulator import (Batch, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, RouteSplit,
-                       Scenario, ScenarioError, Simulator, Suppression, load_scenario)
+from scenario import Scenario, ScenarioError, load_scenario
+from simulator import Batch, Fault, FaultKind, Simulator
 
 POLICIES = ("none", "static", "sr_router", "agent", "oracle")
 DEFAULT_SCENARIOS = Path(__file__).parent / "scenarios"
@@ -920,7 +927,7 @@ def to_json(bench: dict, speed: dict | None, command: str) -> dict:
 
 
 def write_charts(bench: dict, speed: dict | None, out: Path) -> list[Path]:
-    import altair as alt           # only the report needs it
+    import altair as alt  # only the report needs it
     import pandas as pd
     rows = [{"scenario": r["file"].removesuffix(".json"), "policy": p, **{k: r["policies"][p]["recovered_share"][k]
                                                                         for k in ("mean", "lo", "hi")}}

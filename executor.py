@@ -14,17 +14,24 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
 import numpy as np
 
+from control_plane import ControlPlane, apply_action, remove_action
 from decision import ActionType, ControlView, Decision, PolicyConfig
-from learning_policy import (JudgeSettings, Outcome, Verdict, judge_reroute, judge_retry, path_recovered)
+from learning_policy import (
+    JudgeSettings,
+    Outcome,
+    Verdict,
+    judge_reroute,
+    judge_retry,
+    path_recovered,
+)
 from merchant_profiles import Universe
 from observer import SliceStats, Snapshot, Stats, histogram_quantiles
-from simulator import ControlPlane, RetryPolicy, RouteOverride, Suppression
 
 
 class Status(str, Enum):
@@ -43,31 +50,6 @@ class ApprovalError(RuntimeError):
 def params_hash(action: str, target: dict, params: dict) -> str:
     blob = json.dumps({"action": action, "target": target, "params": params}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def apply_to_control(c: ControlPlane, action: str, target: dict, params: dict, action_id: str) -> ControlPlane:
-    """The control plane with one action's effect added. Pure; also used to replay the audit log."""
-    if action == ActionType.REROUTE.value:
-        ov = RouteOverride(to_processor=params["to_processor"], from_processor=params.get("from_processor"),
-                           issuer=target.get("issuer"), merchant=target.get("merchant"),
-                           holdout=params.get("holdout", 0.0), action_id=action_id,
-                           holdout_first_only=bool(params.get("holdout_first_only", False)))
-        return replace(c, route_overrides=c.route_overrides + (ov,))
-    if action == ActionType.RETRY_POLICY.value:
-        pol = RetryPolicy(params["max_attempts"], params.get("min_backoff_ticks", 1), params.get("retry_hard_declines", False))
-        rest = tuple(x for x in c.retry_policies if x[0] != target["merchant"])
-        return replace(c, retry_policies=tuple(sorted(rest + ((target["merchant"], pol),))))
-    if action == ActionType.SUPPRESS.value:
-        sup = Suppression(target.get("issuer"), target.get("method"), target.get("merchant"), action_id)
-        return replace(c, suppressions=c.suppressions + (sup,))
-    raise ValueError(f"unknown action type {action!r}")
-
-
-def remove_from_control(c: ControlPlane, action: str, target: dict, action_id: str) -> ControlPlane:
-    if action == ActionType.RETRY_POLICY.value:
-        return replace(c, retry_policies=tuple(x for x in c.retry_policies if x[0] != target["merchant"]))
-    return replace(c, route_overrides=tuple(o for o in c.route_overrides if o.action_id != action_id),
-                   suppressions=tuple(s for s in c.suppressions if s.action_id != action_id))
 
 
 @dataclass
@@ -291,7 +273,7 @@ class Executor:
                 raise ApprovalError(f"{rec.id} was applied with other parameters: an id is never reused")
             raise ApprovalError(f"{rec.id} was already applied once")
         self._event("action_executed", rec, who=who)
-        self.control = apply_to_control(self.control, rec.action, rec.target, rec.params, rec.id)
+        self.control = apply_action(self.control, rec.action, rec.target, rec.params, rec.id)
         self.applied[rec.id] = rec.params_hash
         rec.status, rec.executed_tick, rec.guard, rec.ticks_active = Status.EXECUTED, tick, [], 0
         flapped = tick - self.restored_at.get(rec.target_key, -10 ** 9) <= self.judge.flap_memory_ticks
@@ -299,7 +281,7 @@ class Executor:
 
     def _end(self, rec: ActionRecord, status: Status, tick: int, reason: str) -> None:
         self._event("action_" + status.value, rec, reason=reason)
-        self.control = remove_from_control(self.control, rec.action, rec.target, rec.id)
+        self.control = remove_action(self.control, rec.action, rec.target, rec.id)
         rec.status, rec.ended_tick, rec.end_reason, rec.guard = status, tick, reason, []
         if status is Status.RESTORED:
             self.restored_at[rec.target_key] = tick
@@ -459,9 +441,9 @@ def replay_audit(events: list[dict]) -> tuple[ControlPlane, dict[str, dict]]:
         if status is None or not e.get("action_id"):
             continue
         if status is Status.EXECUTED:
-            control = apply_to_control(control, e["action_type"], e["target"], e["params"], e["action_id"])
+            control = apply_action(control, e["action_type"], e["target"], e["params"], e["action_id"])
         elif status in (Status.ROLLED_BACK, Status.RESTORED) and last.get(e["action_id"], {}).get("status") is Status.EXECUTED:
-            control = remove_from_control(control, e["action_type"], e["target"], e["action_id"])
+            control = remove_action(control, e["action_type"], e["target"], e["action_id"])
         last[e["action_id"]] = {**e, "status": status}
     return control, last
 

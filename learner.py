@@ -12,7 +12,14 @@ from collections import Counter
 
 from decision import LearningSignal
 from executor import ActionRecord, Status
-from learning_policy import LearnerSettings, Outcome, cost_harm, derive_signal, is_harm, retry_harm
+from learning_policy import (
+    LearnerSettings,
+    Outcome,
+    cost_harm,
+    derive_signal,
+    is_harm,
+    retry_harm,
+)
 
 MEMORY_LIMIT = 500  # outcomes kept; older ones fall off (bounded memory in endless runs)
 

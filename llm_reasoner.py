@@ -28,9 +28,25 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from observer import Snapshot
-from reasoner import (SUMMARY_INSTRUCTION, SYSTEM_INSTRUCTION, ContractSettings, FallbackReason, Hypothesis,
-                      Reasoning, clean_text, is_quiet, merge_hypotheses, parse_reply, parse_summary, picture,
-                      render_prompt, response_schema, signature, summary_prompt, summary_schema)
+from reasoner import (
+    SUMMARY_INSTRUCTION,
+    SYSTEM_INSTRUCTION,
+    ContractSettings,
+    FallbackReason,
+    Hypothesis,
+    Reasoning,
+    clean_text,
+    is_quiet,
+    merge_hypotheses,
+    parse_reply,
+    parse_summary,
+    picture,
+    render_prompt,
+    response_schema,
+    signature,
+    summary_prompt,
+    summary_schema,
+)
 
 log = logging.getLogger("llm_reasoner")
 R = FallbackReason

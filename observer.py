@@ -16,8 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from merchant_profiles import Universe
 from decline_codes import CODE_LABELS, HARD_CODES, N_CODES, Code
+from merchant_profiles import Universe
 from simulator import Batch
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later

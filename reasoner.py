@@ -20,9 +20,9 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from decline_codes import Code
 from merchant_profiles import Universe
 from observer import SliceStats, Snapshot
-from decline_codes import Code
 
 
 class Cause(str, Enum):

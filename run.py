@@ -27,8 +27,16 @@ from agent import Agent, AgentSettings
 from evaluate import POLICIES, make_policy
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, SliceStats, Stats, sum_stats
-from simulator import Scenario, ScenarioError, Simulator, load_scenario
-from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
+from scenario import Scenario, ScenarioError, load_scenario
+from simulator import Simulator
+from state_writer import (
+    AUDIT_FILE,
+    AuditLog,
+    StateLocked,
+    StateWriter,
+    acquire_lock,
+    dumps,
+)
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
 REPORT_SCHEMA_VERSION = 1

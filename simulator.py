@@ -11,12 +11,12 @@ owns) and the faults active this tick (which run.py injects).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
+from control_plane import ControlPlane
 from decline_codes import HARD_CODES, Code
 from merchant_profiles import Universe
 
@@ -56,88 +56,6 @@ class Fault:
     @property
     def target(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in FAULT_FIELDS[self.kind]}
-
-
-@dataclass(frozen=True)
-class RouteOverride:
-    """Send matching attempts from one processor to another; a holdout share stays put.
-
-    With holdout_first_only, only the holdout's first attempts stay: its retries move too, so a
-    concurrent control measured on first attempts does not make a payment fail twice on a bad path.
-    """
-    to_processor: str
-    from_processor: str | None = None
-    issuer: str | None = None
-    merchant: str | None = None
-    holdout: float = 0.0
-    action_id: str = ""
-    holdout_first_only: bool = False
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    min_backoff_ticks: int = 1
-    retry_hard_declines: bool = False
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """Stop retries to a slice (issuer and method, or merchant); first attempts still go out."""
-    issuer: str | None = None
-    method: str | None = None
-    merchant: str | None = None
-    action_id: str = ""
-
-
-@dataclass(frozen=True, eq=False)
-class RouteSplit:
-    """A per-payment router's choice: per-issuer processor probabilities replacing the default split.
-
-    cdf[issuer, processor] is cumulative (rows end at 1): each payment's pre-drawn route_u picks
-    its processor, so exploration is part of the split. retry_order[issuer, k], when given, lists
-    processors best first: a retry goes to the best one other than the processor that just failed
-    (Hyperswitch's connector fallback list). Route overrides still apply on top.
-    """
-    cdf: np.ndarray
-    retry_order: np.ndarray | None = None
-
-    def to_dict(self) -> dict:
-        return {"cdf": np.round(self.cdf, 6).tolist(),
-                "retry_order": None if self.retry_order is None else self.retry_order.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RouteSplit":
-        order = d.get("retry_order")
-        return cls(np.array(d["cdf"], dtype=float), None if order is None else np.array(order, dtype=np.int16))
-
-
-@dataclass(frozen=True)
-class ControlPlane:
-    route_overrides: tuple[RouteOverride, ...] = ()
-    retry_policies: tuple[tuple[str, RetryPolicy], ...] = ()
-    suppressions: tuple[Suppression, ...] = ()
-    route_split: RouteSplit | None = None      # None: the universe's default split (BIN routing)
-
-    def retry_policy(self, merchant: str) -> RetryPolicy | None:
-        return dict(self.retry_policies).get(merchant)
-
-    def to_dict(self) -> dict:
-        d = {
-            "route_overrides": [vars(o) | {} for o in self.route_overrides],
-            "retry_policies": {m: vars(p) | {} for m, p in self.retry_policies},
-            "suppressions": [vars(s) | {} for s in self.suppressions],
-        }
-        if self.route_split is not None:     # only per-payment routers set one; the agent's shape is unchanged
-            d["route_split"] = self.route_split.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ControlPlane":
-        return cls(tuple(RouteOverride(**o) for o in d.get("route_overrides", [])),
-                   tuple(sorted((m, RetryPolicy(**p)) for m, p in d.get("retry_policies", {}).items())),
-                   tuple(Suppression(**s) for s in d.get("suppressions", [])),
-                   RouteSplit.from_dict(d["route_split"]) if d.get("route_split") else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,136 +278,3 @@ class Simulator:
         for d in np.unique(due):
             sel = due == d
             self._pending.setdefault(int(d), []).append({c: v[sel] for c, v in chosen.items()})
-
-
-# -- scenarios: a fault schedule the simulator follows (run.py injects; the agent never reads it) --
-
-class ScenarioError(ValueError):
-    """A scenario file that cannot be run; the message is one line naming the problem and the choices."""
-
-
-@dataclass(frozen=True)
-class ScheduledFault:
-    fault: Fault
-    start_tick: int
-    end_tick: int                  # exclusive
-    ramp_ticks: int = 0            # gradual: severity grows linearly over this many ticks
-    flap_ticks: int = 0            # flapping: on for flap_ticks, off for flap_ticks, ...
-
-    def severity_at(self, tick: int) -> float:
-        if not self.start_tick <= tick < self.end_tick:
-            return 0.0
-        age = tick - self.start_tick
-        if self.flap_ticks and (age // self.flap_ticks) % 2 == 1:
-            return 0.0
-        if self.ramp_ticks:
-            return self.fault.severity * min(1.0, (age + 1) / self.ramp_ticks)
-        return self.fault.severity
-
-    @property
-    def full_strength_tick(self) -> int:
-        return self.start_tick + max(self.ramp_ticks - 1, 0)
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    start_tick: int
-    ticks: int
-
-    @property
-    def end_tick(self) -> int:
-        return self.start_tick + self.ticks
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    seed: int
-    tick_seconds: float
-    payments_per_tick: float
-    start_hour: float
-    phases: tuple[Phase, ...]
-    faults: tuple[ScheduledFault, ...]
-
-    @property
-    def total_ticks(self) -> int:
-        return self.phases[-1].end_tick if self.phases else 0
-
-    def faults_at(self, tick: int) -> tuple[Fault, ...]:
-        out = []
-        for f in self.faults:
-            s = f.severity_at(tick)
-            if s > 0:
-                out.append(Fault(f.fault.kind, s, f.fault.issuer, f.fault.processor, f.fault.merchant))
-        return tuple(out)
-
-
-def _number(d: dict, key: str, where: str, default, lo: float = 0.0, integer: bool = False):
-    v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v):
-        raise ScenarioError(f"{where}: '{key}' must be a {'whole ' if integer else ''}number, got {v!r}")
-    if v < lo:
-        raise ScenarioError(f"{where}: '{key}' must be at least {lo}, got {v!r}")
-    return int(v) if integer else float(v)
-
-
-def parse_scenario(doc, universe: Universe) -> Scenario:
-    """Validate a scenario document (see README) against the universe."""
-    if not isinstance(doc, dict):
-        raise ScenarioError("scenario must be a JSON object with 'phases'")
-    phases_doc = doc.get("phases")
-    if not isinstance(phases_doc, list) or not phases_doc:
-        raise ScenarioError("scenario needs a non-empty 'phases' list")
-    names = {k: universe.names(k) for k in ("issuer", "processor", "merchant")}
-    phases, faults, tick = [], [], 0
-    for n, ph in enumerate(phases_doc, 1):
-        where = f"phase {n}"
-        if not isinstance(ph, dict):
-            raise ScenarioError(f"{where}: must be an object with 'name' and 'ticks'")
-        ticks = _number(ph, "ticks", where, None if "ticks" in ph else -1, lo=1, integer=True)
-        phases.append(Phase(str(ph.get("name", f"phase {n}")), tick, ticks))
-        fault_docs = ph.get("faults", [])
-        if not isinstance(fault_docs, list):
-            raise ScenarioError(f"{where}: 'faults' must be a list")
-        for k, fd in enumerate(fault_docs, 1):
-            fw = f"{where} fault {k}"
-            if not isinstance(fd, dict):
-                raise ScenarioError(f"{fw}: must be an object with 'kind'")
-            kinds = [x.value for x in FaultKind]
-            if fd.get("kind") not in kinds:
-                raise ScenarioError(f"{fw}: unknown fault kind {fd.get('kind')!r}; valid: {', '.join(kinds)}")
-            kind = FaultKind(fd["kind"])
-            fields = {}
-            for key in FAULT_FIELDS[kind]:
-                if key not in fd:
-                    raise ScenarioError(f"{fw}: {kind.value} needs '{key}'; valid: {', '.join(names[key])}")
-                if fd[key] not in names[key]:
-                    raise ScenarioError(f"{fw}: unknown {key} {fd[key]!r}; valid: {', '.join(names[key])}")
-                fields[key] = fd[key]
-            if "severity" not in fd:
-                raise ScenarioError(f"{fw}: needs 'severity' between 0 and 1")
-            severity = _number(fd, "severity", fw, None)
-            if severity > 1:
-                raise ScenarioError(f"{fw}: 'severity' must be between 0 and 1, got {severity}")
-            start = _number(fd, "start", fw, 0, integer=True)
-            length = _number(fd, "ticks", fw, ticks - start, lo=1, integer=True)
-            faults.append(ScheduledFault(Fault(kind, severity, **fields), tick + start, tick + min(start + length, ticks),
-                                         _number(fd, "ramp_ticks", fw, 0, integer=True),
-                                         _number(fd, "flap_ticks", fw, 0, integer=True)))
-        tick += ticks
-    return Scenario(str(doc.get("name", "unnamed")), _number(doc, "seed", "scenario", 7, integer=True),
-                    _number(doc, "tick_seconds", "scenario", 10.0, lo=0.001),
-                    _number(doc, "payments_per_tick", "scenario", 2000.0, lo=1),
-                    _number(doc, "start_hour", "scenario", 12.0) % 24, tuple(phases), tuple(faults))
-
-
-def load_scenario(path, universe: Universe) -> Scenario:
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file not found: {path}") from None
-    except (OSError, ValueError) as e:
-        raise ScenarioError(f"scenario {path} is not valid JSON: {e}") from None
-    return parse_scenario(doc, universe)

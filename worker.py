@@ -27,15 +27,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 import llm_reasoner
 from agent import Agent, AgentSettings
 from executor import ApprovalError
-from merchant_profiles import DEFAULT_UNIVERSE, Universe
-from simulator import Fault, FaultKind, Scenario, ScenarioError, ScheduledFault, Simulator, load_scenario
-from state_writer import (AUDIT_FILE, COMMANDS, COMMANDS_DIR, STATE_FILES, AuditLog, StateLocked, StateWriter,
-                          acquire_lock, read_audit, read_json, verify_audit)
+from merchant_profiles import DEFAULT_UNIVERSE
+from scenario import RandomFaultSchedule, ScenarioError, ScenarioSchedule, load_scenario
+from simulator import Simulator
+from state_writer import (
+    AUDIT_FILE,
+    COMMANDS,
+    COMMANDS_DIR,
+    STATE_FILES,
+    AuditLog,
+    StateLocked,
+    StateWriter,
+    acquire_lock,
+    read_audit,
+    read_json,
+    verify_audit,
+)
 
 KILL_FILE = "KILL"            # touch state/KILL to stop every execution, automatic or approved
 SUMMARY_EVERY_S = 300.0       # the learner's LLM summary is refreshed at most this often
@@ -52,75 +62,6 @@ def iso(t: datetime) -> str:
 
 def utc_now() -> str:
     return iso(datetime.now(timezone.utc))
-
-
-@dataclass
-class RandomFaultSchedule:
-    """A seeded stream of faults: quiet gaps, then one fault of a random kind, target and severity."""
-    universe: Universe
-    seed: int
-    quiet: tuple[int, int] = (60, 150)
-    length: tuple[int, int] = (40, 100)
-    _rng: np.random.Generator = field(init=False)
-    _current: ScheduledFault | None = field(init=False, default=None)
-    _next_start: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng([self.seed, 7919])
-        self._next_start = int(self._rng.integers(*self.quiet))
-
-    def _draw(self, start: int) -> ScheduledFault:
-        u, rng = self.universe, self._rng
-        kind = FaultKind(rng.choice([k.value for k in FaultKind]))
-        pick = lambda names: str(rng.choice(names))
-        fields = {
-            FaultKind.ISSUER_DEGRADATION: lambda: {"issuer": (i := pick(u.issuer_names)),
-                                                   "processor": next(x.primary for x in u.issuers if x.name == i)},
-            FaultKind.ISSUER_OUTAGE: lambda: {"issuer": pick(u.issuer_names)},
-            FaultKind.RETRY_STORM: lambda: {"merchant": pick(u.merchant_names)},
-            FaultKind.LATENCY_SPIKE: lambda: {"processor": pick(u.processor_names)},
-        }[kind]()
-        severity = round(float(rng.uniform(0.4, 0.9)), 2)
-        end = start + int(rng.integers(*self.length))
-        ramp = int(rng.integers(0, 10)) if rng.random() < 0.3 else 0
-        return ScheduledFault(Fault(kind, severity, **fields), start, end, ramp)
-
-    def faults_at(self, tick: int) -> tuple[Fault, ...]:
-        if self._current is None and tick >= self._next_start:
-            self._current = self._draw(tick)
-        if self._current is not None and tick >= self._current.end_tick:
-            self._next_start = self._current.end_tick + int(self._rng.integers(*self.quiet))
-            self._current = None
-        if self._current is None:
-            return ()
-        f = self._current
-        return (Fault(f.fault.kind, f.severity_at(tick), f.fault.issuer, f.fault.processor, f.fault.merchant),)
-
-    def describe(self) -> dict:
-        f = self._current
-        return {"active_fault": None if f is None else {
-            "kind": f.fault.kind.value, "target": f.fault.target, "severity": f.fault.severity,
-            "start_tick": f.start_tick, "end_tick": f.end_tick}, "next_fault_not_before": self._next_start}
-
-
-@dataclass
-class ScenarioSchedule:
-    """A scenario file's fault schedule replayed in real time; quiet after its last phase."""
-    scenario: Scenario
-    _tick: int = field(init=False, default=0)
-
-    def faults_at(self, tick: int) -> tuple[Fault, ...]:
-        self._tick = tick
-        return self.scenario.faults_at(tick)
-
-    def describe(self) -> dict:
-        t = self._tick
-        phase = next((p.name for p in self.scenario.phases if p.start_tick <= t < p.end_tick), None)
-        active = [{"kind": f.fault.kind.value, "target": f.fault.target, "severity": f.fault.severity,
-                   "start_tick": f.start_tick, "end_tick": f.end_tick}
-                  for f in self.scenario.faults if f.severity_at(t) > 0]
-        return {"scenario": self.scenario.name, "phase": phase, "active_fault": active[0] if active else None,
-                "active_faults": active}
 
 
 # -- operator commands -----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Small builders shared by the tests: short scenarios and a seeded run."""
 from merchant_profiles import DEFAULT_UNIVERSE
-from simulator import parse_scenario
+from scenario import parse_scenario
 
 
 def scenario(*phases, seed=3, payments_per_tick=2000, name="test"):
@@ -12,8 +12,9 @@ def scenario(*phases, seed=3, payments_per_tick=2000, name="test"):
 
 def snapshot_after(fault_list=(), calm_ticks=40, fault_ticks=6, seed=4, payments_per_tick=2000, control=None):
     """A Snapshot after calm traffic then `fault_ticks` of the given faults; returns (snapshot, simulator, observer)."""
+    from control_plane import ControlPlane
     from observer import Observer
-    from simulator import ControlPlane, Simulator
+    from simulator import Simulator
     sim = Simulator(DEFAULT_UNIVERSE, seed=seed, payments_per_tick=payments_per_tick)
     obs = Observer(DEFAULT_UNIVERSE)
     control = control or ControlPlane()
@@ -25,10 +26,13 @@ def snapshot_after(fault_list=(), calm_ticks=40, fault_ticks=6, seed=4, payments
 
 def demo_until_pending():
     """The demo scenario run up to its first action held for a human: (agent, that action's id)."""
-    import pytest
     from pathlib import Path
+
+    import pytest
+
     from agent import Agent
-    from simulator import Simulator, load_scenario
+    from scenario import load_scenario
+    from simulator import Simulator
     scenario = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "demo.json", DEFAULT_UNIVERSE)
     sim = Simulator(DEFAULT_UNIVERSE, scenario.seed, scenario.payments_per_tick, scenario.tick_seconds,
                     scenario.start_hour)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from state_writer import COMMANDS_DIR, write_command
-from worker import COMMAND_MAX_AGE_S, CommandLog, apply_command, iso, process_commands
 from tests.helpers import demo_until_pending
+from worker import COMMAND_MAX_AGE_S, CommandLog, apply_command, iso, process_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

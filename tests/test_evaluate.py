@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 
 import evaluate
+from control_plane import (
+    ControlPlane,
+    RetryPolicy,
+    RouteOverride,
+    RouteSplit,
+    Suppression,
+)
 from evaluate import POLICIES, SuccessRateRouter, addresses, make_policy, run_policy
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from simulator import (Batch, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, RouteSplit, Simulator,
-                       Suppression, parse_scenario)
+from scenario import parse_scenario
+from simulator import Batch, Fault, FaultKind, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -113,7 +113,8 @@ def test_restore_when_the_old_path_heals():
 
 def test_judge_on_noise_rarely_cries_harm():
     # A/A: "treated" and "holdout" are random halves (payment id parity) of the same healthy path
-    from simulator import Batch, ControlPlane
+    from control_plane import ControlPlane
+    from simulator import Batch
     sim, obs = Simulator(U, seed=21), Observer(U)
     where = {"issuer": U.index("issuer", "chase"), "processor": U.index("processor", "atlas")}
     hurt = 0

@@ -12,12 +12,12 @@ import logging
 import os
 
 import pytest
+from gemini_stub import INJECTION, GeminiStub
 
 import llm_reasoner
 import run
-from gemini_stub import INJECTION, GeminiStub
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from simulator import parse_scenario
+from scenario import parse_scenario
 
 KEY = "AIza-integration-secret-42"
 SCENARIO_DOC = {"name": "llm integration", "seed": 11, "tick_seconds": 10, "payments_per_tick": 2000, "phases": [

@@ -10,13 +10,21 @@ import httpx2
 import pytest
 from google.genai import errors, types
 
-import reasoner as C
 import llm_reasoner as L
+import reasoner as C
+from control_plane import ControlPlane
 from decision import ControlView, LearningSignal, decide
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
-from reasoner import Cause, Hypothesis, Source, heuristic_hypotheses, make_target, merge_hypotheses
-from simulator import ControlPlane, Fault, FaultKind, Simulator
+from reasoner import (
+    Cause,
+    Hypothesis,
+    Source,
+    heuristic_hypotheses,
+    make_target,
+    merge_hypotheses,
+)
+from simulator import Fault, FaultKind, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "AIza-test-key-0123456789"

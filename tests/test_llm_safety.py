@@ -17,16 +17,17 @@ from pathlib import Path
 
 import psutil
 import pytest
+from gemini_stub import GeminiStub
 from streamlit.testing.v1 import AppTest
 
 import llm_reasoner as L
 import run
 from decision import ControlView, LearningSignal, decide
 from executor import Executor, Status
-from gemini_stub import GeminiStub
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from reasoner import heuristic_hypotheses
-from simulator import Fault, FaultKind, parse_scenario
+from scenario import parse_scenario
+from simulator import Fault, FaultKind
 from state_writer import read_json, write_json
 from tests.helpers import snapshot_after
 from tests.test_llm_reasoner import FakeClient, reply

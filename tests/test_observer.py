@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from control_plane import ControlPlane
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import LAT_EDGES, Observer, ObserverSettings
-from simulator import Batch, ControlPlane, Fault, FaultKind, Simulator
+from simulator import Batch, Fault, FaultKind, Simulator
 
 
 def random_batch(rng, n, tick=0):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from control_plane import ControlPlane
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import LAT_EDGES, Observer, ObserverSettings, sum_stats
-from simulator import ControlPlane, Simulator
+from simulator import Simulator
 
 
 def test_running_sums_equal_the_ring_and_old_snapshots_stay_put():

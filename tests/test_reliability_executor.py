@@ -5,13 +5,21 @@ import threading
 
 import pytest
 
-from decision import ActionType, ControlView, Decision, LearningSignal, PolicyConfig, decide
-from executor import ApprovalError, Executor, Status, apply_to_control, remove_from_control
+from control_plane import ControlPlane, apply_action, remove_action
+from decision import (
+    ActionType,
+    ControlView,
+    Decision,
+    LearningSignal,
+    PolicyConfig,
+    decide,
+)
+from executor import ApprovalError, Executor, Status
 from learning_policy import JudgeSettings, Outcome, judge_reroute, judge_retry
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer, SliceStats
 from reasoner import Cause, Hypothesis, make_target
-from simulator import Batch, ControlPlane, Fault, FaultKind, Simulator
+from simulator import Batch, Fault, FaultKind, Simulator
 from state_writer import AuditLog, verify_audit
 from tests.helpers import snapshot_after
 
@@ -245,9 +253,9 @@ def test_audit_chain_catches_100_random_edits_and_deletions(tmp_path):
 
 def test_control_plane_replays_from_actions():
     c = ControlPlane()
-    c = apply_to_control(c, "reroute", {"issuer": "chase", "processor": "atlas"},
+    c = apply_action(c, "reroute", {"issuer": "chase", "processor": "atlas"},
                          {"from_processor": "atlas", "to_processor": "beacon", "holdout": 0.1}, "A1")
-    c = apply_to_control(c, "retry_policy", {"merchant": "globemart"}, {"max_attempts": 2}, "A2")
-    c = remove_from_control(c, "reroute", {"issuer": "chase"}, "A1")
+    c = apply_action(c, "retry_policy", {"merchant": "globemart"}, {"max_attempts": 2}, "A2")
+    c = remove_action(c, "reroute", {"issuer": "chase"}, "A1")
     assert c.route_overrides == () and dict(c.retry_policies)["globemart"].max_attempts == 2
     assert ControlPlane.from_dict(json.loads(json.dumps(c.to_dict()))) == c

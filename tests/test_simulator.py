@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
+from control_plane import ControlPlane, RetryPolicy, RouteOverride
+from decline_codes import Code
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from simulator import (Code, ControlPlane, Fault, FaultKind, RetryPolicy, RouteOverride, ScenarioError,
-                       Simulator, parse_scenario)
+from scenario import ScenarioError, parse_scenario
+from simulator import Fault, FaultKind, Simulator
 
 
 def run(control, faults, ticks=20, seed=5, ppt=3000):

@@ -6,7 +6,8 @@ rate limit holds; the control plane equals the replay of the audit log; every st
 """
 import json
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from agent import Agent
