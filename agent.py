@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from actions import ActionRecord, Outcome, Status
 from control_plane import ControlPlane
-from decision import Decision, LearningSignal, PolicyConfig, decide
-from executor import ActionRecord, Executor, Status, reconcile
+from decision import Decision, decide
+from executor import Executor
 from explainability import (
     explain_decision,
     explain_hypothesis,
@@ -19,11 +20,14 @@ from explainability import (
     explain_outcome,
     explain_tradeoffs,
 )
+from guardrails import PolicyConfig
+from judge import JudgeSettings
 from learner import Learner
-from learning_policy import JudgeSettings, LearnerSettings
+from learning_policy import LearnerSettings, LearningSignal
 from merchant_profiles import Universe
 from observer import Observer, ObserverSettings, Snapshot
 from reasoner import Cause, Reasoner, ReasonerSettings
+from recovery import reconcile
 from simulator import Batch
 
 HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
@@ -86,7 +90,7 @@ class Agent:
         changed = tuple(self.executor.review(tick, snap.last, self._urgent(reasoning.hypotheses)))  # judge what is applied
         changed += tuple(self.executor.expire(tick, now))
         for rec in changed:                                          # learn
-            if rec.outcome != "pending":
+            if rec.outcome is not Outcome.PENDING:
                 self.learner.record(rec, tick)
         decision, action = None, None
         if self.policy == "agent":

@@ -10,70 +10,14 @@ needed; it never changes these rules. Never executes anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
 
 import numpy as np
 
+from control_plane import ActionType
+from guardrails import ControlView, PolicyConfig, approval_reasons, automation_reasons, capacity_reason
+from learning_policy import LearningSignal
 from observer import SliceStats, Snapshot
 from reasoner import Cause, Hypothesis
-
-
-class ActionType(str, Enum):
-    REROUTE = "reroute"
-    RETRY_POLICY = "retry_policy"
-    SUPPRESS = "suppress"
-    NO_OP = "no_op"
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    min_confidence: float = 0.6          # below this a hypothesis is too weak to act on
-    risk_threshold: float = 0.5          # above this an action waits for a human
-    max_auto_traffic_share: float = 0.35  # an automatic action may move at most this share of traffic
-    holdout: float = 0.1                 # share left on the old path as a concurrent control (canary analysis)
-    max_holdout: float = 0.3             # a thin slice keeps a larger holdout so that its guard window can judge
-    holdout_payments: int = 150          # first attempts the holdout should see per window (the judge needs 100)
-    holdout_first_attempts_only: bool = True  # the control is judged on first attempts, so its retries may leave the old path
-    retry_cap_attempts: int = 2          # automatic retry policy: first attempt + one retry
-    retry_min_backoff_ticks: int = 3
-    max_auto_attempts: int = 3           # no automatic retry policy may allow more attempts than this
-    max_auto_actions: int = 3            # automatic actions per auto_action_window_ticks
-    auto_action_window_ticks: int = 60   # 10 minutes at 10 s ticks
-    approval_ttl_seconds: float = 900.0   # a pending approval expires after 15 minutes
-    excess_attempt_cost: float = 0.25    # $ per avoidable retry: Visa/MC excessive-reattempt fines $0.10–0.25 and issuer trust
-    latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
-    base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))
-    always_approve: tuple[str, ...] = ("suppress",)
-    own_authority_share: float = 0.5     # an automatic fix wins over a human-gated one worth up to twice as much (risk-adjusted)
-
-
-@dataclass(frozen=True)
-class ControlView:
-    """What the decision needs to know of the executor's state, as plain values."""
-    busy_targets: frozenset = frozenset()      # targets with an active or pending action
-    rerouted: frozenset = frozenset()          # (issuer or None, from_processor, to_processor) of active reroutes
-    recent_auto_actions: int = 0               # automatic executions inside the rate-limit window
-    paused: bool = False
-    settling: frozenset = frozenset()          # (issuer or None, processor) paths whose routing changed within a window
-
-
-def focus(target) -> tuple[str, str] | None:
-    """The entity an action is about: its issuer, else its merchant, else its processor."""
-    t = dict(target)
-    for key in ("issuer", "merchant", "processor"):
-        if key in t:
-            return key, t[key]
-    return None
-
-
-@dataclass(frozen=True)
-class LearningSignal:
-    extra_confidence: tuple[tuple[str, float], ...] = ()   # per action type
-    target_caution: tuple[tuple[tuple, float], ...] = ()   # per (action type, focus entity)
-
-    def needed(self, config: PolicyConfig, action: str, target: tuple) -> float:
-        return (config.min_confidence + dict(self.extra_confidence).get(action, 0.0)
-                + dict(self.target_caution).get((action, focus(target)), 0.0))
 
 
 @dataclass(frozen=True)
@@ -202,17 +146,28 @@ def _unhealthy_for(snap: Snapshot, p: int, q: int, min_payments: int, tolerance:
     return None
 
 
-def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
-                        view: ControlView, baseline_ok: bool = True, min_holdout: float = 0.0) -> list[Candidate]:
-    """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
+@dataclass(frozen=True)
+class _Move:
+    """One path (an issuer on a processor, or a whole processor) that a reroute would move, as the window sees it."""
+    issuer: int | None
+    src: str
+    p: int
+    scope: dict
+    now: SliceStats
+    value: float              # $ per approval won
+    ticket: float
+    holdout: float
+    moved: float              # attempts per tick that leave the path
+    share: float              # of all traffic
+    revenue_share: float
+    lat_sens: float
+    p50_src: float
 
-    A destination too thin to measure now is estimated from its baseline, except when the issuer
-    is believed down everywhere: then only a path measured healthy now counts.
-    """
-    u = snap.universe
-    t = h.target_dict
-    total = snap.window.total
-    per_tick = 1.0 / max(snap.window.ticks, 1)
+
+def _moves(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int) -> list[_Move]:
+    """The paths a hypothesis asks to move: its issuer's path, each measured path of an issuer that is down
+    everywhere, or a whole processor."""
+    u, t = snap.universe, h.target_dict
     if "issuer" in t:
         i = u.index("issuer", t["issuer"])
         sources = [t["processor"]] if "processor" in t else [
@@ -220,60 +175,86 @@ def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min
             if snap.window.slice({"issuer": i, "processor": p}).payments >= min_payments]
     else:
         i, sources = None, [t["processor"]]
+    total, per_tick = snap.window.total, 1.0 / max(snap.window.ticks, 1)
     out = []
     for src in sources:
         p = u.index("processor", src)
         scope = {"processor": p} if i is None else {"issuer": i, "processor": p}
         now = snap.window.slice(scope)
-        value = _value_per_approval(snap, scope)
-        ticket = now.approved_amount / now.approvals if now.approvals else 100.0
         holdout = round(min(config.max_holdout, max(config.holdout, config.holdout_payments / max(now.payments, 1))), 2)
-        moved = now.attempts * per_tick * (1 - holdout)
-        share = now.attempts / max(total.attempts, 1)
-        revenue_share = now.approved_amount / max(total.approved_amount, 1.0)
-        lat_sens = _sensitivity(snap, scope, "latency_sensitivity")
-        p50_src = snap.window.latency_quantiles(p)[1] or 0.0
+        out.append(_Move(i, src, p, scope, now, _value_per_approval(snap, scope),
+                         now.approved_amount / now.approvals if now.approvals else 100.0, holdout,
+                         now.attempts * per_tick * (1 - holdout), now.attempts / max(total.attempts, 1),
+                         now.approved_amount / max(total.approved_amount, 1.0),
+                         _sensitivity(snap, scope, "latency_sensitivity"), snap.window.latency_quantiles(p)[1] or 0.0))
+    return out
+
+
+def _settling(view: ControlView, issuer: str | None, src: str, whole_processor: bool) -> str | None:
+    if ((issuer, src) in view.settling or (None, src) in view.settling
+            or (whole_processor and any(path[1] == src for path in view.settling))):
+        return f"routing of {src} changed within the last window; its numbers do not show it yet"
+    return None
+
+
+def _too_thin(m: _Move, target: tuple, view: ControlView, min_holdout: float) -> str | None:
+    if target not in view.busy_targets and m.now.payments * m.holdout < min_holdout:
+        return (f"{m.src} too thin to judge: its holdout would see ~{m.now.payments * m.holdout:.0f} payments "
+                f"per window, under the {min_holdout:.0f} a verdict needs")
+    return None
+
+
+def _not_worth_it(qn: str, how: str, est: float, cur: float, gain: float, utility: float) -> str | None:
+    if utility > 0:
+        return None
+    return (f"{qn} is not measured healthier ({how}: {100 * est:.1f}% vs {100 * cur:.1f}% now)"
+            if gain <= 0.005 else f"{qn} costs more than it wins (${utility:.2f}/tick)")
+
+
+def _reroute_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
+                        view: ControlView, baseline_ok: bool = True, min_holdout: float = 0.0) -> list[Candidate]:
+    """Move an issuer's path (issuer_degradation/outage) or a whole processor (latency_spike) elsewhere.
+
+    A destination too thin to measure now is estimated from its baseline, except when the issuer
+    is believed down everywhere: then only a path measured healthy now counts. The first gate
+    that fails names the reason a candidate is rejected.
+    """
+    u, t = snap.universe, h.target_dict
+    out = []
+    for m in _moves(h, snap, config, min_payments):
+        target = h.target if m.issuer is None else tuple(sorted({"issuer": t["issuer"], "processor": m.src}.items()))
+        params = (("from_processor", m.src), ("holdout", m.holdout),
+                  ("holdout_first_only", config.holdout_first_attempts_only))
         for q, qn in enumerate(u.processor_names):
-            if q == p:
+            if q == m.p:
                 continue
-            dest = {"processor": q} if i is None else {"issuer": i, "processor": q}
+            dest = {"processor": q} if m.issuer is None else {"issuer": m.issuer, "processor": q}
             est, how = _rate(snap.window.slice(dest), snap.baseline.slice(dest), min_payments, baseline_ok)
-            if est is None and i is not None and baseline_ok:
-                est, how = _inferred_rate(snap, i, p, q, min_payments)
-            target = h.target if i is None else tuple(sorted({"issuer": t["issuer"], "processor": src}.items()))
-            params = (("from_processor", src), ("holdout", holdout),
-                      ("holdout_first_only", config.holdout_first_attempts_only), ("to_processor", qn))
+            if est is None and m.issuer is not None and baseline_ok:
+                est, how = _inferred_rate(snap, m.issuer, m.p, q, min_payments)
+            qparams = params + (("to_processor", qn),)
             if est is None:
-                out.append(Candidate(ActionType.REROUTE, target, params, h, 0.0, 0.0, share,
+                out.append(Candidate(ActionType.REROUTE, target, qparams, h, 0.0, 0.0, m.share,
                                      reject_reason=f"{qn}: not measured now for this issuer"))
                 continue
-            cur = now.first_attempt_rate or 0.0
+            cur = m.now.first_attempt_rate or 0.0
             gain = est - cur
-            p95_dest = snap.window.latency_quantiles(q)[1] or p50_src
-            fee_delta = _fee_per_attempt(snap, q, est, ticket) - _fee_per_attempt(snap, p, cur, ticket)
-            latency_gain = (p50_src - p95_dest) / 1000.0 * config.latency_cost_per_s * lat_sens
-            utility = moved * (gain * value - fee_delta + latency_gain)
-            load = snap.window.slice({"processor": q}).attempts * per_tick
-            capacity = u.processors[q].capacity_share * total.attempts * per_tick
-            risk = _risk(config, ActionType.REROUTE, share, revenue_share, lat_sens)
+            p95_dest = snap.window.latency_quantiles(q)[1] or m.p50_src
+            fee_delta = _fee_per_attempt(snap, q, est, m.ticket) - _fee_per_attempt(snap, m.p, cur, m.ticket)
+            latency_gain = (m.p50_src - p95_dest) / 1000.0 * config.latency_cost_per_s * m.lat_sens
+            utility = m.moved * (gain * m.value - fee_delta + latency_gain)
+            risk = _risk(config, ActionType.REROUTE, m.share, m.revenue_share, m.lat_sens)
             expected = (("success_rate_gain", gain), ("fee_delta_per_attempt", fee_delta),
-                        ("p95_delta_ms", p95_dest - p50_src), ("attempts_moved_per_tick", moved))
-            reason = _route_conflict(view, t.get("issuer"), src, qn)
-            if reason is None and i is None:   # a whole processor moves: check every issuer it carries
-                reason = _unhealthy_for(snap, p, q, min_payments)
-            if reason is None and ((t.get("issuer"), src) in view.settling or (None, src) in view.settling
-                                   or (i is None and any(path[1] == src for path in view.settling))):
-                reason = f"routing of {src} changed within the last window; its numbers do not show it yet"
-            if reason is None and target not in view.busy_targets and now.payments * holdout < min_holdout:
-                reason = (f"{src} too thin to judge: its holdout would see ~{now.payments * holdout:.0f} payments "
-                          f"per window, under the {min_holdout:.0f} a verdict needs")
-            if reason is None and load + moved > capacity:
-                reason = f"{qn} would run at {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
-            elif reason is None and utility <= 0:
-                reason = (f"{qn} is not measured healthier ({how}: {100 * est:.1f}% vs {100 * cur:.1f}% now)"
-                          if gain <= 0.005 else f"{qn} costs more than it wins (${utility:.2f}/tick)")
-            out.append(Candidate(ActionType.REROUTE, target, params, h, utility, risk, share,
-                                 expected + (("estimate_from_baseline", float(how.startswith("baseline"))),), reason))
+                        ("p95_delta_ms", p95_dest - m.p50_src), ("attempts_moved_per_tick", m.moved),
+                        ("estimate_from_baseline", float(how.startswith("baseline"))))
+            gates = (lambda: _route_conflict(view, t.get("issuer"), m.src, qn),
+                     lambda: _unhealthy_for(snap, m.p, q, min_payments) if m.issuer is None else None,
+                     lambda: _settling(view, t.get("issuer"), m.src, m.issuer is None),
+                     lambda: _too_thin(m, target, view, min_holdout),
+                     lambda: capacity_reason(snap, m.scope, q, m.holdout),
+                     lambda: _not_worth_it(qn, how, est, cur, gain, utility))
+            reason = next((r for r in (gate() for gate in gates) if r), None)
+            out.append(Candidate(ActionType.REROUTE, target, qparams, h, utility, risk, m.share, expected, reason))
     return out
 
 
@@ -329,17 +310,8 @@ def _outage_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_
 
 
 def _needs_human(c: Candidate, config: PolicyConfig) -> list[str]:
-    why = []
-    if c.risk > config.risk_threshold:
-        why.append(f"risk {c.risk:.3f} above {config.risk_threshold:.2f}")
-    if c.action.value in config.always_approve:
-        why.append(f"{c.action.value} always needs a human")
-    if c.traffic_share > config.max_auto_traffic_share:
-        why.append(f"moves {100 * c.traffic_share:.0f}% of traffic, over the automatic cap "
-                   f"{100 * config.max_auto_traffic_share:.0f}%")
-    if not c.hypothesis.supported_by_heuristic:
-        why.append("only the LLM supports this hypothesis")
-    return why
+    return approval_reasons(c.action.value, dict(c.params), c.risk, c.traffic_share, config,
+                            llm_only=not c.hypothesis.supported_by_heuristic)
 
 
 def _latency_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig, min_payments: int,
@@ -383,7 +355,7 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
 
     viable, rejected, guardrails = [], [], []
     for c in candidates:
-        needed = signal.needed(config, c.action.value, c.target)
+        needed = signal.needed(config.min_confidence, c.action.value, c.target)
         reason = c.reject_reason
         if reason is None and not c.target:
             reason = "empty target: an action must name the slice it touches"
@@ -416,16 +388,11 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
         guardrails.append(f"chose {own.action.value} within the agent's authority over {best.action.value} "
                           f"(${best.utility:.2f}/tick) that needs a human")
         best = own
-    needs_human = _needs_human(best, config)
-    if not needs_human and view.recent_auto_actions >= config.max_auto_actions:
-        needs_human.append(f"automatic action budget spent ({view.recent_auto_actions} in the last "
-                           f"{config.auto_action_window_ticks} ticks)")
-    if not needs_human and view.paused:
-        needs_human.append("agent paused by the operator")
+    needs_human = _needs_human(best, config) or automation_reasons(view.recent_auto_actions, view.paused, config)
     guardrails += needs_human
     alternatives = [c for c in viable if c is not best] + rejected
     reason = (f"{best.hypothesis.cause.value}: {best.action.value} expected to win ${best.utility:.2f}/tick")
     return Decision(best.action, reason, best.target, best.params, best.hypothesis.cause.value,
                     best.hypothesis.confidence, best.risk, bool(needs_human), best.expected, tuple(guardrails),
                     tuple(sorted(alternatives, key=lambda c: -c.utility)[:8]),
-                    signal.needed(config, best.action.value, best.target))
+                    signal.needed(config.min_confidence, best.action.value, best.target))

@@ -31,16 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from actions import Status
 from agent import Agent, AgentSettings
-from control_plane import (
-    ControlPlane,
-    RetryPolicy,
-    RouteOverride,
-    RouteSplit,
-    Suppression,
-)
+from control_plane import ControlPlane, RetryPolicy, RouteOverride, RouteSplit, apply_action
 from decline_codes import TECHNICAL_CODES
-from executor import Status
+from guardrails import approval_reasons
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import LAT_EDGES, Observer, Snapshot, histogram_quantiles
 from scenario import Scenario, ScenarioError, load_scenario
@@ -338,13 +333,7 @@ def addresses(fault: Fault, control: ControlPlane, u: Universe) -> bool:
 
 def effect(rec) -> ControlPlane:
     """The control plane an agent action alone would make."""
-    t, p = rec.target, rec.params
-    if rec.action == "reroute":
-        return ControlPlane((RouteOverride(p["to_processor"], p.get("from_processor"), t.get("issuer"),
-                                           t.get("merchant"), p.get("holdout", 0.0)),))
-    if rec.action == "retry_policy":
-        return ControlPlane(retry_policies=((t["merchant"], RetryPolicy(p["max_attempts"])),))
-    return ControlPlane(suppressions=(Suppression(t.get("issuer"), t.get("method"), t.get("merchant")),))
+    return apply_action(ControlPlane(), rec.action, rec.target, rec.params, rec.id)
 
 
 @dataclass
@@ -417,8 +406,9 @@ def run_policy(scenario: Scenario, seed: int, policy: str, universe: Universe = 
 
 
 def _needed_approval(agent: Agent, rec) -> bool:
-    """Re-check the executor's own gate, independently of the flag the record carries."""
-    return rec.requires_human_approval or bool(agent.executor.needs_human(rec.action, rec.target, rec.params, rec.risk, False))
+    """Re-check the guardrails' gate, independently of the flag the record carries."""
+    return rec.requires_human_approval or bool(approval_reasons(rec.action, rec.params, rec.risk, rec.traffic_share,
+                                                                agent.executor.config))
 
 
 def _approved(rec) -> bool:

@@ -1,112 +1,35 @@
 """Act: apply decisions to the control plane, hold high-risk ones for a human, judge, roll back, restore.
 
 The executor owns the control plane; nothing else changes routing. It enforces
-approval itself: an action that needs a human is applied only with an approval
-recorded against the hash of its exact parameters, and any action id is applied
-at most once (an effect ledger). After applying, it judges the action every guard
-window (learning_policy.judge_*) and rolls back what hurt or did not help, and
-restores a reroute once the old path is measured healthy on its holdout.
+approval itself (guardrails.approval_reasons, with its own measurements): an action
+that needs a human is applied only with an approval recorded against the hash of its
+exact parameters, and any action id is applied at most once (an effect ledger). After
+applying, it judges the action every guard window (judge.py) and rolls back what hurt
+or did not help, and restores a reroute once the old path is measured healthy on its
+holdout. `audit(event)` is called before every change.
 
 Never decides what to do and never calls the LLM.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Callable
 
-import numpy as np
-
+from actions import LIVE, ActionRecord, Outcome, Status, params_hash
 from control_plane import ControlPlane, apply_action, remove_action
-from decision import ActionType, ControlView, Decision, PolicyConfig
-from learning_policy import (
-    JudgeSettings,
-    Outcome,
-    Verdict,
-    judge_reroute,
-    judge_retry,
-    path_recovered,
-)
+from decision import Decision
+from guardrails import ControlView, PolicyConfig, approval_reasons, automation_reasons, capacity_reason
+from judge import JudgeSettings, judge_window, review
 from merchant_profiles import Universe
-from observer import SliceStats, Snapshot, Stats, histogram_quantiles
-
-
-class Status(str, Enum):
-    EXECUTED = "executed"
-    PENDING_APPROVAL = "pending_approval"
-    ROLLED_BACK = "rolled_back"
-    RESTORED = "restored"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
+from observer import Snapshot, Stats
 
 
 class ApprovalError(RuntimeError):
     """An action that needs a human was about to run without a valid approval."""
 
 
-def params_hash(action: str, target: dict, params: dict) -> str:
-    blob = json.dumps({"action": action, "target": target, "params": params}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@dataclass
-class ActionRecord:
-    id: str
-    tick: int
-    action: str
-    target: dict
-    params: dict
-    cause: str | None
-    confidence: float
-    risk: float
-    requires_human_approval: bool
-    status: Status
-    explanation: str
-    params_hash: str
-    guardrails: list = field(default_factory=list)
-    expected: dict = field(default_factory=dict)
-    proposed_at: float = 0.0              # clock seconds, for approval expiry
-    executed_tick: int | None = None
-    ended_tick: int | None = None
-    outcome: str = "pending"
-    verdicts: list = field(default_factory=list)
-    end_reason: str | None = None
-    approval: dict | None = None
-    baseline_rate: float | None = None
-    baseline_p95: float | None = None
-    before: dict | None = None
-    guard: list = field(default_factory=list)   # per-tick slices of the last guard windows
-    ticks_active: int = 0
-    healthy_streak: int = 0                     # guard windows in a row in which the old path looked healthy
-    restore_after: int = 1                      # healthy windows in a row needed before restoring (more if it flapped)
-
-    @property
-    def target_key(self) -> tuple:
-        return tuple(sorted(self.target.items()))
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "status": self.status.value}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ActionRecord":
-        return cls(**{**d, "status": Status(d["status"])})
-
-
-def _add_slices(parts: list[dict]) -> SliceStats:
-    keys = SliceStats.__dataclass_fields__
-    return SliceStats(**{k: sum(p[k] for p in parts) for k in keys})
-
-
-def _add_hists(parts: list[list]) -> np.ndarray | None:
-    parts = [p for p in parts if p is not None]
-    return np.sum(np.array(parts), axis=0) if parts else None
-
-
 class Executor:
-    """Owns the control plane and the action records. `audit(event)` is called before every change."""
+    """Owns the control plane and the action records."""
 
     def __init__(self, universe: Universe, config: PolicyConfig = PolicyConfig(),
                  judge: JudgeSettings = JudgeSettings(), control: ControlPlane = ControlPlane(),
@@ -133,13 +56,12 @@ class Executor:
 
     # -- views ------------------------------------------------------------------------
     def view(self, tick: int) -> ControlView:
-        busy = frozenset(a.target_key for a in self.actions.values()
-                         if a.status in (Status.EXECUTED, Status.PENDING_APPROVAL))
+        busy = frozenset(a.target_key for a in self.actions.values() if a.status in LIVE)
         rerouted = frozenset((a.target.get("issuer"), a.params["from_processor"], a.params["to_processor"])
-                             for a in self.active() if a.action == ActionType.REROUTE.value)
+                             for a in self.active() if a.is_reroute)
         since = tick - self.judge.guard_ticks
         settling = frozenset((a.target.get("issuer"), a.params[end]) for a in self.actions.values()
-                             if a.action == ActionType.REROUTE.value and a.ended_tick is not None and a.ended_tick > since
+                             if a.is_reroute and a.ended_tick is not None and a.ended_tick > since
                              for end in ("from_processor", "to_processor"))
         return ControlView(busy, rerouted, self.recent_auto_actions(tick), self.paused or self.kill_switch(), settling)
 
@@ -153,17 +75,6 @@ class Executor:
 
     def pending(self) -> list[ActionRecord]:
         return [a for a in self.actions.values() if a.status is Status.PENDING_APPROVAL]
-
-    def needs_human(self, action: str, target: dict, params: dict, risk: float, flagged: bool) -> list[str]:
-        """The executor's own gate; the decision's flag can only add to it."""
-        why = ["flagged by the decision"] if flagged else []
-        if risk > self.config.risk_threshold:
-            why.append("risk above threshold")
-        if action in self.config.always_approve:
-            why.append(f"{action} always needs a human")
-        if action == ActionType.RETRY_POLICY.value and params.get("max_attempts", 99) > self.config.max_auto_attempts:
-            why.append("retry policy allows too many attempts")
-        return why
 
     def invalid_target(self, target: dict) -> str | None:
         """Why a target cannot be acted on at all: empty, 'all', or naming no known entity."""
@@ -199,17 +110,14 @@ class Executor:
             self.next_id += 1
             invalid = self.invalid_target(target) or self._over_capacity(rec, snap)
             if invalid:
-                rec.status, rec.ended_tick, rec.outcome, rec.end_reason = Status.REJECTED, tick, "rejected", f"refused: {invalid}"
+                rec.status, rec.ended_tick, rec.outcome, rec.end_reason = (Status.REJECTED, tick, Outcome.REJECTED,
+                                                                           f"refused: {invalid}")
                 self._event("action_refused", rec, reason=rec.end_reason, result="failure")
                 return rec
-            why = self.needs_human(rec.action, target, params, rec.risk, decision.requires_human_approval)
-            share = self._traffic_share(rec, snap)
-            if share > self.config.max_auto_traffic_share:
-                why.append(f"touches {100 * share:.0f}% of traffic, over the automatic cap")
-            if not why and (self.paused or self.kill_switch()):
-                why.append("automation paused (kill switch)")
-            if not why and self.recent_auto_actions(tick) >= self.config.max_auto_actions:
-                why.append("automatic action rate limit reached")
+            rec.traffic_share = snap.window.slice(self._source(rec)).attempts / max(snap.window.total.attempts, 1)
+            why = (["flagged by the decision"] if decision.requires_human_approval else []) + approval_reasons(
+                rec.action, params, rec.risk, rec.traffic_share, self.config)
+            why = why or automation_reasons(self.recent_auto_actions(tick), self.paused or self.kill_switch(), self.config)
             rec.requires_human_approval = bool(why)
             self._capture_before(rec, snap)
             if why:
@@ -246,7 +154,7 @@ class Executor:
             rec = self.actions.get(action_id)
             if rec is None or rec.status is not Status.PENDING_APPROVAL:
                 return f"refused: {action_id} is not pending approval"
-            rec.status, rec.ended_tick, rec.outcome = Status.REJECTED, tick, "rejected"
+            rec.status, rec.ended_tick, rec.outcome = Status.REJECTED, tick, Outcome.REJECTED
             rec.approval = {"rejected_by": approver, "at": at, "tick": tick}
             self._event("action_rejected", rec, who="operator", approver=approver)
             return f"rejected: {action_id}"
@@ -260,7 +168,7 @@ class Executor:
             return old
 
     def _expire(self, rec: ActionRecord, tick: int) -> None:
-        rec.status, rec.ended_tick, rec.outcome = Status.EXPIRED, tick, "expired"
+        rec.status, rec.ended_tick, rec.outcome = Status.EXPIRED, tick, Outcome.EXPIRED
         rec.end_reason = f"no approval within {self.config.approval_ttl_seconds:.0f} s"
         self._event("action_expired", rec, reason=rec.end_reason)
 
@@ -288,33 +196,21 @@ class Executor:
 
     def _source(self, rec: ActionRecord) -> dict[str, int]:
         """The slice an action touches, as codes: a reroute's old path, else its target."""
-        if rec.action != ActionType.REROUTE.value:
+        if not rec.is_reroute:
             return self._codes(rec.target)
         return self._codes({k: v for k, v in {"issuer": rec.target.get("issuer"),
                                               "processor": rec.params["from_processor"]}.items() if v})
 
-    def _traffic_share(self, rec: ActionRecord, snap: Snapshot) -> float:
-        return snap.window.slice(self._source(rec)).attempts / max(snap.window.total.attempts, 1)
-
     def _over_capacity(self, rec: ActionRecord, snap: Snapshot) -> str | None:
-        """A reroute must not push its destination past capacity (measured load + what it moves)."""
-        if rec.action != ActionType.REROUTE.value:
+        if not rec.is_reroute:
             return None
-        u, w = self.universe, snap.window
-        per_tick = 1.0 / max(w.ticks, 1)
-        src = self._source(rec)
-        dst = u.index("processor", rec.params["to_processor"])
-        moved = w.slice(src).attempts * per_tick * (1 - rec.params.get("holdout", 0.0))
-        load = w.slice({"processor": dst}).attempts * per_tick
-        capacity = u.processors[dst].capacity_share * w.total.attempts * per_tick
-        if load + moved > capacity:
-            return f"{rec.params['to_processor']} would carry {load + moved:.0f} attempts/tick, over its capacity {capacity:.0f}"
-        return None
+        return capacity_reason(snap, self._source(rec), self.universe.index("processor", rec.params["to_processor"]),
+                               rec.params.get("holdout", 0.0))
 
     def prune(self, keep_finished: int = 200) -> None:
         """Bound memory in endless runs: keep every active and pending record and the newest finished ones."""
         with self._lock:
-            done = [a.id for a in self.actions.values() if a.status not in (Status.EXECUTED, Status.PENDING_APPROVAL)]
+            done = [a.id for a in self.actions.values() if a.status not in LIVE]
             for action_id in done[:-keep_finished] if keep_finished else done:
                 del self.actions[action_id]
             live = {a.id for a in self.actions.values()}
@@ -326,7 +222,7 @@ class Executor:
 
     def _capture_before(self, rec: ActionRecord, snap: Snapshot) -> None:
         src = self._source(rec)
-        if rec.action == ActionType.REROUTE.value:
+        if rec.is_reroute:
             rec.baseline_rate = snap.baseline.slice(src).first_attempt_rate
             rec.baseline_p95 = snap.baseline.latency_quantiles(src["processor"])[1]
         else:
@@ -334,7 +230,7 @@ class Executor:
 
     def _guard_entry(self, rec: ActionRecord, last: Stats) -> dict:
         """What the judge needs of one tick for this action: a few slices, not the whole cube."""
-        if rec.action != ActionType.REROUTE.value:
+        if not rec.is_reroute:
             return {"after": last.slice(self._codes(rec.target)).__dict__}
         u = self.universe
         src, dst = u.index("processor", rec.params["from_processor"]), u.index("processor", rec.params["to_processor"])
@@ -343,68 +239,46 @@ class Executor:
                 "holdout": last.slice({**scope, "processor": src}).__dict__,
                 "lat_treated": last.latency_hist[dst].tolist(), "lat_holdout": last.latency_hist[src].tolist()}
 
+    def _judge(self, rec: ActionRecord, entries: list[dict]):
+        latency_matters = "issuer" not in rec.target or rec.cause == "latency_spike"
+        return judge_window(entries, rec.is_reroute, latency_matters, rec.before, rec.baseline_rate,
+                            rec.baseline_p95, self.judge)
+
     def review(self, tick: int, last: Stats, urgent: frozenset = frozenset()) -> list[ActionRecord]:
         """Feed one tick to every active action; judge those at a guard-window boundary, and at once those
-        in `urgent` (a reroute whose new path the reasoner now flags as failing)."""
+        in `urgent` (a reroute whose new path the reasoner now flags as failing). Returns the records whose
+        outcome or status changed."""
         changed = []
-        g = self.judge.guard_ticks
         with self._lock:
             for rec in self.active():
-                rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * self.judge.max_windows:]
-                rec.ticks_active += 1
-                n = rec.ticks_active
-                if n % g and not (rec.id in urgent and n >= g):
-                    continue
-                verdict, recovered = self._judge(rec, rec.guard[-g:])
-                latest = dict(verdict.metrics)
-                if verdict.outcome is Outcome.INCONCLUSIVE and len(rec.guard) > g:
-                    # too thin in one window (a small issuer's holdout): judge on every window so far instead;
-                    # whether the old path is healthy again stays a question about the latest window
-                    verdict, _ = self._judge(rec, rec.guard)
-                rec.verdicts = (rec.verdicts + [{"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
-                                                 "metrics": {k: round(v, 4) for k, v in verdict.metrics}}])[-10:]
                 before = rec.outcome
-                as_good = verdict.outcome is Outcome.NEUTRAL and before == "helped" and rec.action == ActionType.REROUTE.value
-                rec.healthy_streak = rec.healthy_streak + 1 if recovered or as_good else 0
-                if verdict.outcome is Outcome.HURT and before != "helped":
-                    rec.outcome = "hurt"      # worse than the holdout from the start: the action itself hurt
-                    self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
-                elif rec.healthy_streak and (rec.healthy_streak >= rec.restore_after or verdict.outcome is Outcome.HURT):
-                    rec.outcome = "helped" if before in ("helped", "pending") else before
-                    self._end(rec, Status.RESTORED, tick, "old path healthy again on the holdout: "
-                              f"{100 * latest.get('holdout_rate', 0):.1f}% vs {100 * (rec.baseline_rate or 0):.1f}% before "
-                              "the fault" if recovered else "old path as good as the new one again: " + verdict.reason)
-                elif rec.healthy_streak:
-                    pass              # the path flapped before: one healthy window is not enough to move traffic back
-                elif verdict.outcome is Outcome.HURT and before == "helped" and rec.action == ActionType.REROUTE.value:
-                    # it helped while it was on; the new path has failed since: move back, without blaming the action
-                    self._end(rec, Status.RESTORED, tick, "new path now worse than the old one: " + verdict.reason)
-                elif verdict.outcome is Outcome.HURT:
-                    rec.outcome = "hurt"      # a retry policy that helped at first and hurts now
-                    self._end(rec, Status.ROLLED_BACK, tick, verdict.reason)
-                elif verdict.outcome is Outcome.NEUTRAL:
-                    rec.outcome = "neutral"
-                    self._end(rec, Status.ROLLED_BACK, tick, "did not help: " + verdict.reason)
-                elif verdict.outcome is Outcome.INCONCLUSIVE and n >= g * self.judge.max_windows:
-                    rec.outcome = "inconclusive" if before == "pending" else before
-                    self._end(rec, Status.ROLLED_BACK, tick,
-                              f"inconclusive for {self.judge.max_windows} windows: {verdict.reason}")
-                elif verdict.outcome is Outcome.HELPED:
-                    rec.outcome = "helped"
-                if rec.outcome != before or rec.status is not Status.EXECUTED:
+                self._review_one(rec, tick, last, rec.id in urgent)
+                if rec.outcome is not before or rec.status is not Status.EXECUTED:
                     changed.append(rec)
         return changed
 
-    def _judge(self, rec: ActionRecord, g: list[dict]) -> tuple[Verdict, bool]:
-        if rec.action != ActionType.REROUTE.value:
-            return judge_retry(_add_slices([e["after"] for e in g]), SliceStats(**rec.before), self.judge), False
-        treated, holdout = _add_slices([e["treated"] for e in g]), _add_slices([e["holdout"] for e in g])
-        p95_t = histogram_quantiles(_add_hists([e["lat_treated"] for e in g]), (0.95,))[0]
-        p95_h = histogram_quantiles(_add_hists([e["lat_holdout"] for e in g]), (0.95,))[0]
-        latency_matters = "issuer" not in rec.target or rec.cause == "latency_spike"
-        verdict = judge_reroute(treated, holdout, p95_t if latency_matters else None,
-                                p95_h if latency_matters else None, self.judge)
-        return verdict, path_recovered(holdout, rec.baseline_rate, p95_h, rec.baseline_p95, self.judge)
+    def _review_one(self, rec: ActionRecord, tick: int, last: Stats, urgent: bool) -> None:
+        g = self.judge.guard_ticks
+        rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * self.judge.max_windows:]
+        rec.ticks_active += 1
+        n = rec.ticks_active
+        if n % g and not (urgent and n >= g):
+            return                                   # not at a window boundary
+        verdict, recovered = self._judge(rec, rec.guard[-g:])
+        holdout_rate = dict(verdict.metrics).get("holdout_rate", 0)
+        if verdict.outcome is Outcome.INCONCLUSIVE and len(rec.guard) > g:
+            # too thin in one window (a small issuer's holdout): judge on every window so far instead;
+            # whether the old path is healthy again stays a question about the latest window
+            verdict, _ = self._judge(rec, rec.guard)
+        rec.verdicts = (rec.verdicts + [{"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
+                                         "metrics": {k: round(v, 4) for k, v in verdict.metrics}}])[-10:]
+        step = review(verdict, recovered, rec.outcome, rec.is_reroute, rec.healthy_streak, rec.restore_after,
+                      n >= g * self.judge.max_windows, self.judge.max_windows,
+                      f"old path healthy again on the holdout: {100 * holdout_rate:.1f}% vs "
+                      f"{100 * (rec.baseline_rate or 0):.1f}% before the fault")
+        rec.outcome, rec.healthy_streak = step.outcome, step.healthy_streak
+        if step.end is not None:
+            self._end(rec, step.end, tick, step.reason)
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -422,61 +296,3 @@ class Executor:
             self.paused = bool(d.get("paused", False))
             self.next_id = int(d.get("next_id", len(self.actions) + 1))
             self.restored_at = {tuple(sorted(t.items())): tick for t, tick in d.get("restored_at", [])}
-
-
-_STATUS_EVENTS = {"action_executed": Status.EXECUTED, "action_rolled_back": Status.ROLLED_BACK,
-                  "action_restored": Status.RESTORED, "action_rejected": Status.REJECTED,
-                  "action_refused": Status.REJECTED, "action_expired": Status.EXPIRED,
-                  "action_pending_approval": Status.PENDING_APPROVAL}
-
-
-def replay_audit(events: list[dict]) -> tuple[ControlPlane, dict[str, dict]]:
-    """The control plane the audit log implies, and each action's last recorded status and details.
-
-    Pure: events in, values out. The executor's state must always equal this replay.
-    """
-    control, last = ControlPlane(), {}
-    for e in events:
-        status = _STATUS_EVENTS.get(e.get("event"))
-        if status is None or not e.get("action_id"):
-            continue
-        if status is Status.EXECUTED:
-            control = apply_action(control, e["action_type"], e["target"], e["params"], e["action_id"])
-        elif status in (Status.ROLLED_BACK, Status.RESTORED) and last.get(e["action_id"], {}).get("status") is Status.EXECUTED:
-            control = remove_action(control, e["action_type"], e["target"], e["action_id"])
-        last[e["action_id"]] = {**e, "status": status}
-    return control, last
-
-
-def reconcile(ex: Executor, events: list[dict]) -> list[str]:
-    """After a crash: bring the executor in line with its audit log (the log is written first).
-
-    Returns one line per repair. Records the state file never saw are rebuilt from the log;
-    their guard window starts afresh.
-    """
-    control, last = replay_audit(events)
-    repairs = []
-    for action_id, e in last.items():
-        rec = ex.actions.get(action_id)
-        if rec is None:
-            rec = ActionRecord(id=action_id, tick=e.get("tick", 0), action=e["action_type"], target=e["target"],
-                               params=e["params"], cause=None, confidence=0.0, risk=e.get("risk", 0.0),
-                               requires_human_approval=e["status"] is Status.PENDING_APPROVAL,
-                               status=e["status"], explanation="rebuilt from the audit log after a restart",
-                               params_hash=e.get("params_hash", ""))
-            ex.actions[action_id] = rec
-            repairs.append(f"{action_id}: rebuilt from the audit log as {e['status'].value}")
-        elif rec.status is not e["status"]:
-            repairs.append(f"{action_id}: {rec.status.value} in state, {e['status'].value} in the audit log")
-            rec.status = e["status"]
-            if e["status"] in (Status.ROLLED_BACK, Status.RESTORED):
-                rec.end_reason = e.get("reason")
-    for e in events:                       # the ledger: every id whose effect the log saw applied
-        if e.get("event") == "action_executed":
-            ex.applied.setdefault(e["action_id"], e.get("params_hash", ""))
-    if control != ex.control:
-        repairs.append("control plane rebuilt from the audit log")
-        ex.control = control
-    numbers = [int(a[1:]) for a in ex.actions if a[1:].isdigit()]
-    ex.next_id = max([ex.next_id] + [n + 1 for n in numbers])
-    return repairs

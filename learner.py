@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from decision import LearningSignal
-from executor import ActionRecord, Status
-from learning_policy import (
-    LearnerSettings,
-    Outcome,
-    cost_harm,
-    derive_signal,
-    is_harm,
-    retry_harm,
-)
+from actions import ActionRecord, Status
+from learning_policy import LearnerSettings, LearningSignal, cost_harm, derive_signal, is_harm, retry_harm
 
 MEMORY_LIMIT = 500  # outcomes kept; older ones fall off (bounded memory in endless runs)
 
@@ -36,7 +28,7 @@ class Learner:
         last = rec.verdicts[-1]["metrics"] if rec.verdicts else {}
         entry = {
             "id": rec.id, "tick": tick, "action": rec.action, "target": rec.target, "cause": rec.cause,
-            "confidence": rec.confidence, "risk": rec.risk, "outcome": rec.outcome, "status": rec.status.value,
+            "confidence": rec.confidence, "risk": rec.risk, "outcome": rec.outcome.value, "status": rec.status.value,
             "harm": is_harm_outcome(rec),
             "success_gain": (last.get("treated_rate", 0) - last.get("holdout_rate", 0)) if "treated_rate" in last
             else last.get("approvals_per_payment_after", 0) - last.get("approvals_per_payment_before", 0),
@@ -81,5 +73,4 @@ class Learner:
 
 
 def is_harm_outcome(rec: ActionRecord) -> bool:
-    outcome = Outcome(rec.outcome) if rec.outcome in {o.value for o in Outcome} else Outcome.INCONCLUSIVE
-    return is_harm(outcome, rec.status is Status.ROLLED_BACK)
+    return is_harm(rec.outcome, rec.status is Status.ROLLED_BACK)

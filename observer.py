@@ -45,6 +45,12 @@ class SliceStats:
     fees: float
     approved_amount: float
 
+    @classmethod
+    def sum(cls, parts) -> "SliceStats":
+        """Totals over several slices or ticks; parts are SliceStats or their dicts (as guard windows keep them)."""
+        rows = [p if isinstance(p, dict) else p.__dict__ for p in parts]
+        return cls(**{k: sum(r[k] for r in rows) for k in cls.__dataclass_fields__})
+
     @staticmethod
     def _ratio(a: float, b: float) -> float | None:
         return a / b if b else None

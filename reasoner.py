@@ -120,10 +120,6 @@ def _early_z(observed: int, base_count: int, base_n: int, n: int, s: "ReasonerSe
     return (observed - total * p) / math.sqrt(total * p * (1 - p))
 
 
-def _pool(parts: list[SliceStats]) -> SliceStats:
-    return SliceStats(*(sum(getattr(p, f) for p in parts) for f in SliceStats.__dataclass_fields__))
-
-
 def _confidence(drop: float, z: float, s: ReasonerSettings, full_drop: float = 0.15) -> float:
     return min(0.99, 0.4 + 0.3 * min(1.0, drop / full_drop) + 0.3 * min(1.0, max(0.0, z - s.min_z) / 8))
 
@@ -188,7 +184,7 @@ def heuristic_hypotheses(snap: Snapshot, s: ReasonerSettings = ReasonerSettings(
         peers = [t for t in thin if not t[3]]
         pooled_bad = False
         if peers:
-            now, base = _pool([t[1] for t in peers]), _pool([t[2] for t in peers])
+            now, base = SliceStats.sum([t[1] for t in peers]), SliceStats.sum([t[2] for t in peers])
             if now.payments >= s.min_peer_payments and base.payments >= s.min_peer_baseline_payments:
                 drop, z = _z_drop(now, base)
                 name = "+".join(t[0] for t in peers) + " pooled"

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import llm_reasoner
+from actions import Outcome
 from agent import Agent, AgentSettings
 from evaluate import POLICIES, make_policy
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
@@ -142,7 +143,7 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
                               for h in agent.first_seen.values()), key=lambda h: (h["tick"], h["cause"])),
         "actions": [{"id": a.id, "tick": a.tick, "action": a.action, "target": a.target, "params": a.params,
                      "risk": round(a.risk, 3), "requires_human_approval": a.requires_human_approval,
-                     "status": a.status.value, "ended_tick": a.ended_tick, "outcome": a.outcome,
+                     "status": a.status.value, "ended_tick": a.ended_tick, "outcome": a.outcome.value,
                      "explanation": a.explanation, "end_reason": a.end_reason}
                     for a in agent.executor.actions.values()],
         "learning": agent.learner.get_action_effectiveness_stats(),
@@ -253,7 +254,7 @@ class PhasePrinter:
         for rec in step.changed:
             if rec.status.value in ("rolled_back", "restored"):
                 p(f"  t={tick:4d} {rec.status.value.upper()} {rec.id}: {rec.end_reason}")
-            elif rec.outcome == "helped":
+            elif rec.outcome is Outcome.HELPED:
                 p(f"  t={tick:4d} judged {rec.id} helped: {rec.verdicts[-1]['reason']}")
         d = step.decision
         if step.action is not None:

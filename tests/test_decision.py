@@ -1,6 +1,9 @@
 import pytest
 
-from decision import ActionType, ControlView, LearningSignal, PolicyConfig, decide
+from control_plane import ActionType
+from decision import decide
+from guardrails import ControlView, PolicyConfig
+from learning_policy import LearningSignal
 from reasoner import Cause, Hypothesis, heuristic_hypotheses, make_target
 from simulator import Fault, FaultKind
 from tests.helpers import snapshot_after

@@ -1,8 +1,10 @@
 import pytest
 
-from decision import ActionType, Decision
-from executor import ApprovalError, Executor, Status
-from learning_policy import Outcome, judge_reroute
+from actions import Outcome, Status
+from control_plane import ActionType
+from decision import Decision
+from executor import ApprovalError, Executor
+from judge import judge_reroute
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
 from simulator import Fault, FaultKind, Simulator
@@ -43,16 +45,18 @@ def test_approval_applies_exactly_once_and_is_recorded(snap):
 
 
 @pytest.mark.parametrize("decision, why", [
-    (reroute(action=ActionType.SUPPRESS), "suppress always needs a human"),      # executor's own gate
-    (reroute(risk=0.9), "risk above threshold"),
-    (Decision(ActionType.RETRY_POLICY, "t", (("merchant", "globemart"),), (("max_attempts", 6),), "retry_storm", 0.9, 0.2), "too many attempts"),
+    (reroute(action=ActionType.SUPPRESS), "suppress always needs a human"),      # a type that always needs one
+    (reroute(risk=0.9), "risk 0.900 above 0.50"),                                # over the risk threshold
+    (Decision(ActionType.RETRY_POLICY, "t", (("merchant", "globemart"),), (("max_attempts", 6),), "retry_storm", 0.9,
+              0.2), "allows more than 3 attempts"),                             # too many attempts for automation
 ])
 def test_executor_gate_does_not_trust_the_caller(snap, decision, why):
-    ex = Executor(U)
-    rec = ex.submit(decision, 5, snap)
+    events = []
+    ex = Executor(U, audit=events.append)
+    rec = ex.submit(decision, 5, snap)               # the decision did not flag it: the executor holds it on its own
     assert rec.status is Status.PENDING_APPROVAL and rec.requires_human_approval
-    assert ex.needs_human(rec.action, rec.target, rec.params, rec.risk, False)
-    assert any(why in w for w in ex.needs_human(rec.action, rec.target, rec.params, rec.risk, False))
+    held = [e for e in events if e["event"] == "action_pending_approval"]
+    assert len(held) == 1 and why in held[0]["reason"] and "flagged by the decision" not in held[0]["reason"]
 
 
 @pytest.mark.parametrize("target", [(), (("merchant", "all"),), (("issuer", "nobank"),), (("merchant", ""),)])

@@ -1,9 +1,9 @@
 import pytest
 
-from decision import LearningSignal, PolicyConfig
-from executor import ActionRecord, Status
+from actions import ActionRecord, Status
+from guardrails import PolicyConfig
 from learner import Learner
-from learning_policy import LearnerSettings, cost_harm, derive_signal, retry_harm
+from learning_policy import LearnerSettings, LearningSignal, cost_harm, derive_signal, retry_harm
 
 
 def record(i, action="reroute", outcome="neutral", status=Status.ROLLED_BACK, target=None):
@@ -16,15 +16,15 @@ def record(i, action="reroute", outcome="neutral", status=Status.ROLLED_BACK, ta
 def test_harm_raises_the_confidence_needed_and_fades():
     cfg = PolicyConfig()
     learner = Learner()
-    assert learner.signal(0).needed(cfg, "reroute", (("issuer", "chase"), ("processor", "atlas"))) == cfg.min_confidence
+    assert learner.signal(0).needed(cfg.min_confidence, "reroute", (("issuer", "chase"), ("processor", "atlas"))) == cfg.min_confidence
     learner.record(record(1), 10)
     sig = learner.signal(10)
     chase = (("issuer", "chase"), ("processor", "beacon"))
     bofa = (("issuer", "bofa"), ("processor", "atlas"))
-    assert sig.needed(cfg, "reroute", chase) > sig.needed(cfg, "reroute", bofa) > cfg.min_confidence
-    assert sig.needed(cfg, "retry_policy", bofa) == cfg.min_confidence       # other action types unaffected
+    assert sig.needed(cfg.min_confidence, "reroute", chase) > sig.needed(cfg.min_confidence, "reroute", bofa) > cfg.min_confidence
+    assert sig.needed(cfg.min_confidence, "retry_policy", bofa) == cfg.min_confidence       # other action types unaffected
     later = learner.signal(10 + LearnerSettings().memory_ticks + 1)
-    assert later.needed(cfg, "reroute", chase) == cfg.min_confidence
+    assert later.needed(cfg.min_confidence, "reroute", chase) == cfg.min_confidence
 
 
 def test_help_does_not_lower_the_bar_below_policy():

@@ -13,7 +13,9 @@ from google.genai import errors, types
 import llm_reasoner as L
 import reasoner as C
 from control_plane import ControlPlane
-from decision import ControlView, LearningSignal, decide
+from decision import decide
+from guardrails import ControlView
+from learning_policy import LearningSignal
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
 from reasoner import (

@@ -22,8 +22,11 @@ from streamlit.testing.v1 import AppTest
 
 import llm_reasoner as L
 import run
-from decision import ControlView, LearningSignal, decide
-from executor import Executor, Status
+from actions import Status
+from decision import decide
+from executor import Executor
+from guardrails import ControlView
+from learning_policy import LearningSignal
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from reasoner import heuristic_hypotheses
 from scenario import parse_scenario

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from actions import Outcome, Status
 from control_plane import ControlPlane, apply_action, remove_action
 from decision import (
     ActionType,
@@ -14,8 +15,8 @@ from decision import (
     PolicyConfig,
     decide,
 )
-from executor import ApprovalError, Executor, Status
-from learning_policy import JudgeSettings, Outcome, judge_reroute, judge_retry
+from executor import ApprovalError, Executor
+from judge import JudgeSettings, judge_reroute, judge_retry
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer, SliceStats
 from reasoner import Cause, Hypothesis, make_target

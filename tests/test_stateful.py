@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from actions import Status
 from agent import Agent
-from decision import PolicyConfig
-from executor import Status, replay_audit
+from guardrails import PolicyConfig
 from merchant_profiles import DEFAULT_UNIVERSE as U
+from recovery import replay_audit
 from simulator import Fault, FaultKind, Simulator
 from state_writer import STATE_FILES, AuditLog, StateWriter, read_audit, read_json
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from executor import replay_audit
+from recovery import replay_audit
 from state_writer import STATE_FILES, read_audit, read_json, verify_audit
 
 ROOT = Path(__file__).resolve().parent.parent
