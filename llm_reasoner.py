@@ -27,17 +27,13 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from observer import Snapshot
-from reasoner import (
+from llm_contract import (
     SUMMARY_INSTRUCTION,
     SYSTEM_INSTRUCTION,
     ContractSettings,
     FallbackReason,
-    Hypothesis,
-    Reasoning,
     clean_text,
     is_quiet,
-    merge_hypotheses,
     parse_reply,
     parse_summary,
     picture,
@@ -47,9 +43,10 @@ from reasoner import (
     summary_prompt,
     summary_schema,
 )
+from observer import Snapshot
+from reasoner import Hypothesis, Reasoning, merge_hypotheses
 
 log = logging.getLogger("llm_reasoner")
-R = FallbackReason
 
 
 # -- bounds: settings, call budget, circuit breaker, error vocabulary, accounting ---------------
@@ -89,15 +86,15 @@ def classify(exc: BaseException) -> FallbackReason:
     if isinstance(exc, errors.APIError):
         code = exc.code or 0
         if code == 429:
-            return R.RATE_LIMITED
+            return FallbackReason.RATE_LIMITED
         if code in (408, 504):
-            return R.TIMEOUT
-        return R.SERVER_ERROR if code >= 500 else R.REQUEST_REJECTED
+            return FallbackReason.TIMEOUT
+        return FallbackReason.SERVER_ERROR if code >= 500 else FallbackReason.REQUEST_REJECTED
     if isinstance(exc, _timeout_types()):
-        return R.TIMEOUT
+        return FallbackReason.TIMEOUT
     if type(exc).__name__ in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "NetworkError"):
-        return R.SERVER_ERROR     # the endpoint could not be reached or hung up
-    return R.SDK_ERROR
+        return FallbackReason.SERVER_ERROR     # the endpoint could not be reached or hung up
+    return FallbackReason.SDK_ERROR
 
 
 @dataclass
@@ -247,10 +244,10 @@ class GeminiReasoner:
         if seen and now - seen[0] < self.settings.retry_failed_after_s:
             return None, seen[1], f"unchanged picture; asked at {seen[0]:.0f} s: {seen[2]}"
         if not self.breaker.allow(now):
-            return None, R.CIRCUIT_OPEN, (f"{self.breaker.consecutive} consecutive failures; "
+            return None, FallbackReason.CIRCUIT_OPEN, (f"{self.breaker.consecutive} consecutive failures; "
                                           f"next trial call at {self.breaker.open_until:.0f} s")
         if not self.budget.available(now):
-            return None, R.BUDGET_EXHAUSTED, f"{self.settings.calls_per_minute} calls per minute spent"
+            return None, FallbackReason.BUDGET_EXHAUSTED, f"{self.settings.calls_per_minute} calls per minute spent"
         prompt, est = render_prompt(pic, self._schema, self.settings.contract)
         self.acct.note_prompt(est)
         text, err = self._ask(now, prompt, SYSTEM_INSTRUCTION, self._schema)
@@ -261,9 +258,9 @@ class GeminiReasoner:
                 self.acct.rejected[reason] += 1
                 log.warning("gemini hypothesis discarded (%s): %s", reason, detail)
             if parsed.failed:
-                err = (R(parsed.error[0]), parsed.error[1])
+                err = (FallbackReason(parsed.error[0]), parsed.error[1])
                 self.acct.failures[err[0].value] += 1
-        if err is not None and err[0] is not R.BUDGET_EXHAUSTED:
+        if err is not None and err[0] is not FallbackReason.BUDGET_EXHAUSTED:
             self.breaker.record(False, now)
             self.failed = {k: v for k, v in self.failed.items() if now - v[0] < self.settings.retry_failed_after_s}
             self.failed[sig] = (now, err[0], err[1])
@@ -295,7 +292,7 @@ class GeminiReasoner:
         err: tuple | None = None
         for attempt in range(1 + self.settings.max_retries):
             if not self.budget.take(now):
-                return None, err or (R.BUDGET_EXHAUSTED, f"{self.settings.calls_per_minute} calls per minute spent")
+                return None, err or (FallbackReason.BUDGET_EXHAUSTED, f"{self.settings.calls_per_minute} calls per minute spent")
             if attempt:
                 self.acct.retries += 1
                 self.sleep(self.settings.retry_backoff_s)
@@ -309,15 +306,15 @@ class GeminiReasoner:
                 self._record_latency(started)
                 self.acct.failures[reason.value] += 1
                 log.warning("gemini call failed (%s): %s", reason.value, err[1])
-                if reason in (R.TIMEOUT, R.SERVER_ERROR):
+                if reason in (FallbackReason.TIMEOUT, FallbackReason.SERVER_ERROR):
                     continue
                 return None, err
             self._record_latency(started)
             self._record_usage(resp)
             text, why = _reply_text(resp)
             if text is None:
-                self.acct.failures[R.EMPTY_REPLY.value] += 1
-                return None, (R.EMPTY_REPLY, why)
+                self.acct.failures[FallbackReason.EMPTY_REPLY.value] += 1
+                return None, (FallbackReason.EMPTY_REPLY, why)
             return text, None
         return None, err
 
@@ -357,10 +354,10 @@ class GeminiReasoner:
             out, bad, offered = parse_summary(text, self.settings.contract)
             self._note_offered(offered)
             if bad:
-                err = (R(bad[0]), bad[1])
+                err = (FallbackReason(bad[0]), bad[1])
                 self.acct.failures[err[0].value] += 1
         if err is not None:
-            if err[0] is not R.BUDGET_EXHAUSTED:
+            if err[0] is not FallbackReason.BUDGET_EXHAUSTED:
                 self.breaker.record(False, now)
             log.warning("gemini summary unavailable (%s): %s", err[0].value, err[1])
             return self._summary
@@ -414,17 +411,17 @@ def from_env(environ: Mapping[str, str], disabled: bool = False, clock: Callable
     """
     settings = settings or LLMSettings(model=environ.get("GEMINI_MODEL") or LLMSettings.model)
     if disabled:
-        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=R.DISABLED)
+        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=FallbackReason.DISABLED)
     key = environ.get("GEMINI_API_KEY") or environ.get("GOOGLE_API_KEY")
     if not key:
-        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=R.NO_KEY)
+        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=FallbackReason.NO_KEY)
     from google import genai
     from google.genai import types
     try:
         client = genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(timeout=settings.timeout_ms))
     except Exception as e:
         log.warning("gemini client not created: %s", str(e).replace(key, "[redacted]")[:300])
-        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=R.SDK_ERROR)
+        return GeminiReasoner(None, settings, clock, timer, sleep, off_reason=FallbackReason.SDK_ERROR)
     return GeminiReasoner(client, settings, clock, timer, sleep, secret=key)
 
 

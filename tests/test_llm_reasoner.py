@@ -11,7 +11,7 @@ import pytest
 from google.genai import errors, types
 
 import llm_reasoner as L
-import reasoner as C
+import llm_contract as C
 from control_plane import ControlPlane
 from decision import decide
 from guardrails import ControlView
