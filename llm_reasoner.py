@@ -19,18 +19,16 @@ Never imports or calls decision or executor; never proposes or chooses an action
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
-from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from typing import Callable, Mapping
 
+from llm_bounds import Accounting, CallBudget, CircuitBreaker, LLMSettings, classify
 from llm_contract import (
     SUMMARY_INSTRUCTION,
     SYSTEM_INSTRUCTION,
-    ContractSettings,
     FallbackReason,
     clean_text,
     is_quiet,
@@ -47,143 +45,6 @@ from observer import Snapshot
 from reasoner import Hypothesis, Reasoning, merge_hypotheses
 
 log = logging.getLogger("llm_reasoner")
-
-
-# -- bounds: settings, call budget, circuit breaker, error vocabulary, accounting ---------------
-
-@dataclass(frozen=True)
-class LLMSettings:
-    model: str = "gemini-2.5-flash"
-    timeout_ms: int = 8_000              # HttpOptions.timeout is in ms; a live tick is 1 s, so a slow call stalls a few ticks
-    max_retries: int = 1                 # one retry, for timeouts and 5xx only; a 429 is not retried
-    retry_backoff_s: float = 0.5
-    calls_per_minute: int = 4            # our own budget, well under the API's per-minute quotas
-    breaker_failures: int = 3            # consecutive failed consultations that open the circuit
-    breaker_cooldown_s: float = 300.0    # no call at all for 5 minutes, then one trial call
-    retry_failed_after_s: float = 30.0   # an unchanged picture whose consultation failed is asked again after this
-    max_output_tokens: int = 512         # 4 hypotheses with 3 short evidence strings fit in ~300
-    thinking_budget: int | None = 0      # 2.5 Flash thinks by default and bills it as output; off here. None: model default
-    cache_size: int = 64                 # pictures remembered with their answer
-    price_in_per_m: float = 0.30         # USD per 1M input tokens, Gemini 2.5 Flash paid tier: an assumption
-    price_out_per_m: float = 2.50        # USD per 1M output tokens (thinking included): an assumption
-    contract: ContractSettings = ContractSettings()
-
-
-def _timeout_types() -> tuple[type, ...]:
-    """The HTTP client's timeout exceptions (the SDK runs on httpx or httpx2) and Python's own."""
-    out: list[type] = [TimeoutError]
-    for mod in ("httpx", "httpx2"):
-        try:
-            out.append(importlib.import_module(mod).TimeoutException)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(out)
-
-
-def classify(exc: BaseException) -> FallbackReason:
-    """An exception from generate_content -> a fallback reason. A timeout is not an APIError."""
-    from google.genai import errors
-    if isinstance(exc, errors.APIError):
-        code = exc.code or 0
-        if code == 429:
-            return FallbackReason.RATE_LIMITED
-        if code in (408, 504):
-            return FallbackReason.TIMEOUT
-        return FallbackReason.SERVER_ERROR if code >= 500 else FallbackReason.REQUEST_REJECTED
-    if isinstance(exc, _timeout_types()):
-        return FallbackReason.TIMEOUT
-    if type(exc).__name__ in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "NetworkError"):
-        return FallbackReason.SERVER_ERROR     # the endpoint could not be reached or hung up
-    return FallbackReason.SDK_ERROR
-
-
-@dataclass
-class CircuitBreaker:
-    failures_to_open: int
-    cooldown_s: float
-    consecutive: int = 0
-    open_until: float | None = None
-
-    def allow(self, now: float) -> bool:
-        return self.open_until is None or now >= self.open_until
-
-    def state(self, now: float) -> str:
-        return "closed" if self.open_until is None else ("open" if now < self.open_until else "half_open")
-
-    def record(self, ok: bool, now: float) -> None:
-        if ok:
-            self.consecutive, self.open_until = 0, None
-            return
-        self.consecutive += 1
-        if self.consecutive >= self.failures_to_open:   # a failed trial call re-opens at once
-            self.open_until = now + self.cooldown_s
-
-
-@dataclass
-class CallBudget:
-    per_minute: int
-    times: deque = field(default_factory=deque)
-
-    def available(self, now: float) -> bool:
-        while self.times and self.times[0] <= now - 60.0:
-            self.times.popleft()
-        return len(self.times) < self.per_minute
-
-    def take(self, now: float) -> bool:
-        if not self.available(now):
-            return False
-        self.times.append(now)
-        return True
-
-
-@dataclass
-class Accounting:
-    consults: int = 0          # ticks with an anomaly picture: the LLM was wanted
-    answered: int = 0          # consultations answered by a fresh, valid reply
-    cache_hits: int = 0
-    calls: int = 0             # HTTP requests, retries included
-    retries: int = 0
-    summaries: int = 0
-    tokens_in: int = 0         # from usage_metadata
-    tokens_out: int = 0        # candidates + thinking
-    prompt_tokens_est_max: int = 0
-    prompt_tokens_est_sum: int = 0
-    prompts: int = 0
-    failures: Counter = field(default_factory=Counter)    # per failed call, by reason
-    fallbacks: Counter = field(default_factory=Counter)   # per tick that fell back to the heuristics, by reason
-    rejected: Counter = field(default_factory=Counter)    # reply items discarded, by reason
-    offered: Counter = field(default_factory=Counter)     # fields outside the schema that were dropped
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=500))
-    started_at: float | None = None
-    now: float | None = None
-
-    def note_prompt(self, est_tokens: int) -> None:
-        self.prompts += 1
-        self.prompt_tokens_est_sum += est_tokens
-        self.prompt_tokens_est_max = max(self.prompt_tokens_est_max, est_tokens)
-
-    def to_dict(self, s: LLMSettings) -> dict:
-        hours = (self.now - self.started_at) / 3600 if self.now is not None and self.started_at is not None else 0.0
-        cost = (self.tokens_in * s.price_in_per_m + self.tokens_out * s.price_out_per_m) / 1e6
-        lat = sorted(self.latencies_ms)
-        q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
-        return {
-            "consults": self.consults, "answered": self.answered, "cache_hits": self.cache_hits,
-            "calls": self.calls, "retries": self.retries, "summaries": self.summaries,
-            "failures": dict(sorted(self.failures.items())), "fallbacks": dict(sorted(self.fallbacks.items())),
-            "fallback_share": round(sum(self.fallbacks.values()) / self.consults, 4) if self.consults else 0.0,
-            "rejected_items": dict(sorted(self.rejected.items())), "offered_fields": dict(sorted(self.offered.items())),
-            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-            "tokens_in_per_call": round(self.tokens_in / self.calls, 1) if self.calls else None,
-            "prompt_tokens_est_max": self.prompt_tokens_est_max, "prompt_token_budget": s.contract.max_prompt_tokens,
-            "prompt_tokens_est_mean": round(self.prompt_tokens_est_sum / self.prompts) if self.prompts else None,
-            "latency_ms": {"p50": q(0.5), "p95": q(0.95), "max": q(1.0)},
-            "hours": round(hours, 4), "calls_per_hour": round(self.calls / hours, 1) if hours > 0 else None,
-            "cost_usd": round(cost, 6), "cost_per_hour_usd": round(cost / hours, 4) if hours > 0 else None,
-            "price_assumption": f"${s.price_in_per_m}/1M in, ${s.price_out_per_m}/1M out (assumed, not billed figures)",
-        }
-
-
 
 
 class GeminiReasoner:
