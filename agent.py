@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from actions import ActionRecord, Outcome, Status
 from control_plane import ControlPlane
@@ -54,17 +55,30 @@ class StepResult:
     llm_status: dict = field(default_factory=dict)
 
 
+class Controller(Protocol):
+    """A baseline's own routing (bench/baselines.py). It replaces decide and act; the agent still observes and
+    reasons, so reports and the dashboard work the same."""
+    name: str
+    control: ControlPlane
+    changes: list[dict]          # every routing change it made: {"tick", "action", "target", "params"}
+
+    def update(self, batch: Batch, snap: Snapshot) -> None: ...
+
+
 class Agent:
     POLICIES = ("agent", "none")
 
     def __init__(self, universe: Universe, settings: AgentSettings = AgentSettings(), policy: str = "agent",
-                 llm=None, summarizer=None, clock=None, audit=None, kill_switch=None):
-        """clock() returns seconds (simulated in run.py, wall time in worker.py); audit(event) records changes."""
+                 llm=None, summarizer=None, clock=None, audit=None, kill_switch=None,
+                 controller: Controller | None = None):
+        """clock() returns seconds (simulated in run.py, wall time in worker.py); audit(event) records changes.
+        With a controller, the agent observes and reasons only, and the controller routes (policy: its name)."""
         if policy not in self.POLICIES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(self.POLICIES)}")
         self.universe = universe
         self.settings = settings
-        self.policy = policy
+        self.controller = controller
+        self.policy = controller.name if controller else policy
         self.observer = Observer(universe, settings.observer)
         self.reasoner = Reasoner(settings.reasoner, llm)
         self.executor = Executor(universe, settings.policy, settings.judge, audit=audit, kill_switch=kill_switch)
@@ -79,7 +93,7 @@ class Agent:
 
     @property
     def control(self) -> ControlPlane:
-        return self.executor.control
+        return self.controller.control if self.controller else self.executor.control
 
     def step(self, batch: Batch) -> StepResult:
         tick = batch.tick
@@ -102,6 +116,8 @@ class Agent:
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
         self._remember(result)
         self.last = result
+        if self.controller:
+            self.controller.update(batch, snap)
         return result
 
     def _urgent(self, hypotheses) -> frozenset:
@@ -153,6 +169,11 @@ class Agent:
                          "thin": w.payments < min_n})
         return rows
 
+    def _controller_state(self) -> dict:
+        if self.controller is None:
+            return {}
+        return {"control_plane": self.controller.control.to_dict(), "policy_log": self.controller.changes[-200:]}
+
     # -- state documents ---------------------------------------------------------------
     def state_documents(self, status: dict) -> dict[str, dict]:
         """Everything the dashboard reads, as JSON-ready documents keyed by file name."""
@@ -185,7 +206,7 @@ class Agent:
                              "pending": [a for a in actions if a["status"] == Status.PENDING_APPROVAL.value]},
             "learning.json": {"tick": r.tick, "effectiveness": self.learner.get_action_effectiveness_stats(),
                               "signal": _signal_dict(self.learner.signal(r.tick)), **self.learner.to_dict()},
-            "control_plane.json": {"tick": r.tick, **self.executor.to_dict()},
+            "control_plane.json": {"tick": r.tick, **self.executor.to_dict(), **self._controller_state()},
             "status.json": {"tick": r.tick, "policy": self.policy, **status},
         }
 

@@ -145,3 +145,28 @@ class Accounting:
             "cost_usd": round(cost, 6), "cost_per_hour_usd": round(cost / hours, 4) if hours > 0 else None,
             "price_assumption": f"${s.price_in_per_m}/1M in, ${s.price_out_per_m}/1M out (assumed, not billed figures)",
         }
+
+
+def describe_llm(status: dict, summary: dict | None = None) -> list[str]:
+    """Lines for run.py's analysis: mode, calls, failures, tokens, latency, cost; then the learner summary."""
+    if not status.get("enabled"):
+        return [f"  off ({status.get('reason', 'no llm')}): heuristics only"]
+    a = status["accounting"]
+    n = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+    lat = a["latency_ms"]
+    lines = [
+        f"  {status['model']}: {a['consults']} ticks wanted it; {a['answered']} fresh answers, {a['cache_hits']} from "
+        f"cache; fallback share {100 * a['fallback_share']:.1f}% (fallbacks: {n(a['fallbacks'])})",
+        f"  calls {a['calls']} (retries {a['retries']}, summaries {a['summaries']}); failed calls: {n(a['failures'])}",
+        f"  tokens in {a['tokens_in']:,}, out {a['tokens_out']:,}; estimated input per request at most "
+        f"{a['prompt_tokens_est_max']:,} (budget {a['prompt_token_budget']:,}); latency p50 {lat['p50']} ms, p95 {lat['p95']} ms",
+    ]
+    if a["offered_fields"] or a["rejected_items"]:
+        lines.append(f"  dropped fields offered: {n(a['offered_fields'])}; discarded hypotheses: {n(a['rejected_items'])}")
+    if a["calls_per_hour"] is not None:
+        lines.append(f"  {a['calls_per_hour']:.1f} calls per hour of traffic, ~${a['cost_per_hour_usd']:.4f} per hour "
+                     f"at {a['price_assumption']}")
+    if summary:
+        for key in ("helped", "hurt", "watch"):
+            lines.append(f"  learner summary, {key} (never applied): " + ("; ".join(summary.get(key, [])) or "-"))
+    return lines

@@ -105,6 +105,13 @@ class StateWriter:
     def write(self, name: str, doc: dict) -> None:
         write_json(self.dir / name, doc, self.clock())
 
+    def write_all(self, docs: dict[str, dict], audit_head: dict | None = None) -> None:
+        """Every document of a step; control_plane.json carries the audit log's head, so a cut log is noticed."""
+        for name, doc in docs.items():
+            if name == "control_plane.json" and audit_head is not None:
+                doc = {**doc, "audit_head": audit_head}
+            self.write(name, doc)
+
     def read(self, name: str) -> dict | None:
         return read_json(self.dir / name)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evaluate
+from bench.baselines import POLICIES, SuccessRateRouter, make_policy
+from bench.measures import MEASURES
+from bench.trace import addresses, run_policy
 from control_plane import (
     ControlPlane,
     RetryPolicy,
@@ -18,7 +20,6 @@ from control_plane import (
     RouteSplit,
     Suppression,
 )
-from evaluate import POLICIES, SuccessRateRouter, addresses, make_policy, run_policy
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from scenario import parse_scenario
 from simulator import Batch, Fault, FaultKind, Simulator
@@ -49,7 +50,7 @@ def test_quick_runs_every_policy_and_every_measure_is_finite_or_marked(quick):
     for name, sc in doc["scenarios"].items():
         assert set(sc["policies"]) == set(POLICIES), name
         for policy, measures in sc["policies"].items():
-            assert set(measures) == set(evaluate.MEASURES), (name, policy)
+            assert set(measures) == set(MEASURES), (name, policy)
             for m, v in measures.items():
                 if "na" in v:                                   # n/a is explicit, with a reason
                     assert isinstance(v["na"], str) and v["na"], (name, policy, m)
@@ -144,7 +145,7 @@ def test_sr_router_moves_a_degraded_issuer_and_hedges():
         r.step(batch)
         if t == 25:                                               # five ticks into the fault
             split = np.diff(r.control.route_split.cdf, axis=1, prepend=0.0)[U.index("issuer", "chase")]
-            assert split[U.index("processor", "atlas")] <= r.router.hedge / 2 + 1e-9
+            assert split[U.index("processor", "atlas")] <= r.controller.router.hedge / 2 + 1e-9
             assert split.min() > 0                                # exploration keeps every path measured
 
 
@@ -152,11 +153,11 @@ def test_oracle_acts_exactly_inside_the_fault():
     s = scenario({"kind": "issuer_degradation", "issuer": "chase", "processor": "atlas", "severity": 0.6},
                  {"kind": "retry_storm", "merchant": "glowbox", "severity": 0.8})
     o = make_policy("oracle", U, scenario=s)
-    assert o.control_at(19) == ControlPlane()
-    during = o.control_at(20)
+    assert o.controller.control_at(19) == ControlPlane()
+    during = o.controller.control_at(20)
     assert [(x.issuer, x.from_processor) for x in during.route_overrides] == [("chase", "atlas")]
     assert during.retry_policy("glowbox") == RetryPolicy(2, 1, False)
-    assert o.control_at(32) == ControlPlane()
+    assert o.controller.control_at(32) == ControlPlane()
 
 
 def test_static_rule_fires_once_and_never_undoes():

@@ -15,6 +15,7 @@ import pytest
 from gemini_stub import INJECTION, GeminiStub
 
 import llm_reasoner
+import report as R
 import run
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from scenario import parse_scenario
@@ -32,7 +33,7 @@ FAST = llm_reasoner.LLMSettings(timeout_ms=300, retry_backoff_s=0.0)
 pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
-def actions(res: run.RunResult) -> list[dict]:
+def actions(res: R.RunResult) -> list[dict]:
     return [a.to_dict() for a in res.agent.executor.actions.values()]
 
 
@@ -49,7 +50,7 @@ def run_with_stub(mode: str, monkeypatch, state_dir, slow_s: float = 1.5):
         monkeypatch.setenv("GEMINI_API_KEY", KEY)
         llm = llm_reasoner.from_env(os.environ, clock=lambda t: t * SCENARIO.tick_seconds, settings=FAST)
         res = run.run_scenario(SCENARIO, SCENARIO.seed, state_dir=state_dir, llm=llm, summarizer=llm)
-        report = run.build_report(res, None)
+        report = R.build_report(res, None)
     return res, report, stub
 
 

@@ -10,12 +10,13 @@ import httpx2
 import pytest
 from google.genai import errors, types
 
-import llm_reasoner as L
 import llm_contract as C
+import llm_reasoner as L
 from control_plane import ControlPlane
 from decision import decide
 from guardrails import ControlView
 from learning_policy import LearningSignal
+from llm_bounds import describe_llm
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from observer import Observer
 from reasoner import (
@@ -412,9 +413,9 @@ def test_summary_is_asked_once_per_outcome_set_and_kept_on_failure():
 def test_describe_reports_accounting_and_off_mode(snaps):
     _, bad = snaps
     g = gemini(FakeClient(reply(good_text())))
-    lines = L.describe(g.merge(bad, heuristic_hypotheses(bad)).llm_status)
+    lines = describe_llm(g.merge(bad, heuristic_hypotheses(bad)).llm_status)
     assert "1 fresh answers" in lines[0] and "tokens in 700" in lines[2]
-    assert L.describe(L.from_env({}).merge(bad, []).llm_status) == ["  off (no_key): heuristics only"]
+    assert describe_llm(L.from_env({}).merge(bad, []).llm_status) == ["  off (no_key): heuristics only"]
 
 
 # -- layering ---------------------------------------------------------------------------------

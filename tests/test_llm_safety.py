@@ -21,6 +21,7 @@ from gemini_stub import GeminiStub
 from streamlit.testing.v1 import AppTest
 
 import llm_reasoner as L
+import report as R
 import run
 from actions import Status
 from decision import decide
@@ -52,8 +53,8 @@ def test_canary_key_never_leaks_even_with_debug_logging_and_a_401(monkeypatch, t
         monkeypatch.setenv("GEMINI_API_KEY", CANARY)
         llm = L.from_env(os.environ, clock=lambda t: t * 10.0, settings=L.LLMSettings(timeout_ms=500))
         res = run.run_scenario(scenario, 5, state_dir=tmp_path / "state", llm=llm, summarizer=llm)
-        report = run.build_report(res, None)
-        run.print_analysis(report)
+        report = R.build_report(res, None)
+        R.print_analysis(report)
     assert stub.requests and stub.requests[0]["headers"].get("x-goog-api-key") == CANARY   # it was really used
     assert report["llm"]["accounting"]["fallbacks"].get("request_rejected", 0) >= 1
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=30)
