@@ -1,7 +1,7 @@
 """SQL for the replay reader: from a ReadPlan to DuckDB queries that type, check and order the rows.
 
-One query builds the typed table (every source row once, with the reason it is rejected, if
-any); another streams the kept rows in tick order. Every value a user wrote reaches SQL
+A survey query reads each row's time and reject reason (every source row once); a second
+query streams the used rows, in the file's order when that is already time order. Every value a user wrote reaches SQL
 through quote_ident / quote_literal. Pure: builds text, runs nothing.
 
 Typing rules: a bad timestamp, count or status rejects the row (counted by reason); a bad
@@ -107,8 +107,8 @@ def zone_case(column: str, types: dict[str, str], zones: dict[str, str]) -> str:
     return f"(CASE trim({_text(column, types)}) {whens} END)"
 
 
-def typed_table_sql(plan: ReadPlan, types: dict[str, str], source: str, zones: dict[str, str]) -> str:
-    """CREATE TABLE rows: one typed row per source row, `reject` NULL for the rows used."""
+def typed_select_sql(plan: ReadPlan, types: dict[str, str], source: str, zones: dict[str, str]) -> str:
+    """One typed row per source row, in the file's order, `reject` NULL for the rows used."""
     cols = [f"{_time_us(plan, types, zones)} AS ts"]
     checks = [f"WHEN ts IS NULL THEN {quote_literal(Reject.TIME)}"]
     if plan.time_zone_column:
@@ -160,11 +160,22 @@ def typed_table_sql(plan: ReadPlan, types: dict[str, str], source: str, zones: d
             cols.append(f"CAST(CASE WHEN {a} IS NOT NULL THEN least(greatest(round({a}), 1), 32767) END AS SMALLINT) "
                         "AS attempt")                                # NULL if unreadable
     reject = f"CASE {' '.join(checks)} END AS reject"
-    return f"CREATE TABLE rows AS SELECT *, {reject} FROM (SELECT {', '.join(cols)} FROM {source})"
+    return f"SELECT *, {reject} FROM (SELECT {', '.join(cols)} FROM {source})"
 
 
-def tick_stream_sql(plan: ReadPlan, origin_us: int, tick_us: int, rank_attempts: bool) -> str:
-    """The used rows in tick order (rows within one tick in no particular order)."""
+def survey_sql(typed: str, with_payment_hash: bool) -> str:
+    """The first pass: each row's time and reject reason (and a hash of its payment id, to number attempts)."""
+    pid = ", CASE WHEN payment_id IS NOT NULL THEN hash(payment_id) END AS pid" if with_payment_hash else ""
+    return f"SELECT ts, reject{pid} FROM ({typed})"
+
+
+def tick_stream_sql(plan: ReadPlan, typed: str, origin_us: int, tick_us: int, in_order: bool,
+                    rank_in_sql: bool) -> str:
+    """The used rows with their tick: in the file's order when the file is in time order, else sorted by tick.
+
+    Attempt numbers: the attempt column where it has a number; else (rank_in_sql) the payment's attempts
+    numbered by time, equal times in the file's order; else NULL, for the reader to fill in.
+    """
     cols = [f"(ts - {int(origin_us)}) // {int(tick_us)} AS tick"]
     cols += [f"d{i}" for i in range(len(plan.dims))]
     cols += ["latency_ms", "amount", "fee"]
@@ -174,10 +185,10 @@ def tick_stream_sql(plan: ReadPlan, origin_us: int, tick_us: int, rank_attempts:
         cols += ["CAST(count_raw AS BIGINT) AS count", "CAST(approved_raw AS BIGINT) AS approved"]
     else:
         cols.append("outcome")
-        # the attempt column where it has a number; else the payment's attempts numbered by time (equal
-        # times keep the table's order); else 1
-        rank = ("CASE WHEN payment_id IS NOT NULL THEN least(row_number() OVER (PARTITION BY payment_id "
-                "ORDER BY ts, rowid), 32767) END" if rank_attempts else "NULL")
         given = "attempt" if plan.column("attempt") else "NULL"
-        cols.append(f"CAST(coalesce({given}, {rank}, 1) AS SMALLINT) AS attempt")
-    return f"SELECT {', '.join(cols)} FROM rows WHERE reject IS NULL ORDER BY tick"
+        rank = ("CASE WHEN payment_id IS NOT NULL THEN least(row_number() OVER (PARTITION BY payment_id "
+                "ORDER BY ts, n), 32767) END" if rank_in_sql and plan.column("payment_id") else "NULL")
+        cols.append(f"CAST(coalesce({given}, {rank}) AS SMALLINT) AS attempt")
+    source = f"(SELECT *, row_number() OVER () AS n FROM ({typed}))" if rank_in_sql else f"({typed})"
+    order = "" if in_order else " ORDER BY tick"
+    return f"SELECT {', '.join(cols)} FROM {source} WHERE reject IS NULL{order}"

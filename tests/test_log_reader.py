@@ -302,3 +302,25 @@ def test_dim_and_map_overrides_on_a_preset():
     assert source.dims[0] == "issuer" and source.dims[-1] == "card_last4"
     assert set(source.vocab["issuer"]) <= {"US", "GB", "DE", "BR"}
     assert all(len(t.dims["card_last4"]) == len(t) for t in ticks)
+
+
+@pytest.mark.parametrize("minutes", [
+    [0, 0, 0, 1, 2],          # the file is in time order: attempts numbered in numpy from the survey
+    [2, 0, 1, 0, 0],          # it is not: DuckDB sorts the rows and numbers the attempts itself
+])
+def test_attempt_numbers_whatever_the_file_order(tmp_path, minutes):
+    # payment A tries at 00:00:10, 00:01:00 and 00:02:00; B once; one row has no payment id
+    stamps = {0: ["00:00:10", "00:00:20", "00:00:30"], 1: ["00:01:00"], 2: ["00:02:00"]}
+    pids = {"00:00:10": "A", "00:00:20": "B", "00:00:30": "", "00:01:00": "A", "00:02:00": "A"}
+    order = []
+    for m in minutes:
+        order.append(stamps[m].pop(0))
+    text = "time,payment_id,status\n" + "".join(f"2024-01-01T{s}Z,{pids[s]},declined\n" for s in order)
+    _, ticks = read(write(tmp_path, "a.csv", text))
+    assert [sorted(t.attempt.tolist()) for t in ticks] == [[1, 1, 1], [2], [3]]
+
+
+def test_number_attempts_example():
+    from log_reader import _number_attempts
+    got = _number_attempts(np.array([5, 1, 9, 3]), np.array([7, 7, 8, 7], np.uint64), np.array([1, 1, 1, 1], bool))
+    assert got.tolist() == [3, 1, 1, 2]
