@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from decline_codes import CLASS_INDEX, CodeClass, classify_code
+from log_columns import encode_strings, floats, number_attempts, ticks_in_order
 from log_formats import LogError, LogSpec, Outcome, Shape, plan_read
 from log_sql import (OUTCOME_CODE, ZONE_ALIASES, Reject, quote_ident, source_sql, survey_sql, tick_stream_sql,
                      typed_select_sql)
@@ -216,9 +217,9 @@ class LogSource:
         if self.rows.used == 0:
             raise LogError(f"{self.path}: no usable rows ({self.rows.summary()})")
         self._set_time_axis(ts)
-        self._in_order = _ticks_in_order(ts, self._origin_us, self._tick_us)
+        self._in_order = ticks_in_order(ts, self._origin_us, self._tick_us)
         self._rank_in_sql = rank and not self._in_order
-        self._attempts = _number_attempts(ts, pid, has_pid) if rank and self._in_order else None
+        self._attempts = number_attempts(ts, pid, has_pid) if rank and self._in_order else None
 
     # -- opening ------------------------------------------------------------------------------
     def _survey(self, kind: str, rank: bool):
@@ -335,10 +336,10 @@ class LogSource:
         col = batch.column
         out = {"tick": col("tick").to_numpy()}
         for i, d in enumerate(self.dims):
-            out[f"d{i}"] = self._encode(col(f"d{i}"), self.vocab[d], self._index[d])
-        out["latency_ms"] = _floats(col("latency_ms"), np.float32)
-        out["amount"], out["fee"] = _floats(col("amount")), _floats(col("fee"))
-        code = (self._encode(col("code"), self.code_vocab, self._code_index, on_new=self._classify)
+            out[f"d{i}"] = encode_strings(col(f"d{i}"), self.vocab[d], self._index[d])
+        out["latency_ms"] = floats(col("latency_ms"), np.float32)
+        out["amount"], out["fee"] = floats(col("amount")), floats(col("fee"))
+        code = (encode_strings(col("code"), self.code_vocab, self._code_index, on_new=self._classify)
                 if "code" in batch.schema.names else np.full(n, -1, np.int32))
         cls = np.where(code >= 0, self._class_lut[np.maximum(code, 0)] if len(self._class_lut) else _UNKNOWN,
                        _UNKNOWN).astype(np.int8)
@@ -363,22 +364,6 @@ class LogSource:
                    code_class=cls)
         return out
 
-    def _encode(self, arr, vocab: list, index: dict, on_new=None) -> np.ndarray:
-        """Strings -> int32 codes into an append-only vocabulary; the Python loop runs per distinct value."""
-        encoded = pc.dictionary_encode(arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr)
-        values = encoded.dictionary.to_pylist()
-        lut = np.empty(len(values), np.int32)
-        for j, v in enumerate(values):
-            code = index.get(v)
-            if code is None:
-                code = index[v] = len(vocab)
-                vocab.append(v)
-                if on_new:
-                    on_new(v)
-            lut[j] = code
-        idx = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        return np.where(idx >= 0, lut[np.maximum(idx, 0)] if len(lut) else -1, -1).astype(np.int32)
-
     def _classify(self, raw: str) -> None:
         cls = classify_code(raw)
         self.code_class.append(cls)
@@ -392,48 +377,6 @@ class LogSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _ticks_in_order(ts: np.ndarray, origin_us: int, tick_us: int, chunk: int = 1 << 20) -> bool:
-    """Whether the rows' ticks never go back in the file (rows may be out of order within a tick)."""
-    last = -1
-    for i in range(0, len(ts), chunk):
-        tick = (ts[i:i + chunk] - origin_us) // tick_us
-        if tick[0] < last or (tick[1:] < tick[:-1]).any():
-            return False
-        last = int(tick[-1])
-    return True
-
-
-def _number_attempts(ts: np.ndarray, pid: np.ndarray, has_pid: np.ndarray) -> np.ndarray:
-    """Each row's attempt number within its payment, by time; equal times keep the file's order.
-
-    ts [5, 1, 9, 3], pid [7, 7, 8, 7] -> [3, 1, 1, 2]. pid is a 64-bit hash of the payment id
-    (a collision among ten million ids has odds of about 3 in a million); rows without one are 1.
-    Written for memory: about 25 bytes a row beyond its inputs.
-    """
-    n = len(ts)
-    order = np.lexsort((ts, pid))                     # stable: by payment, then time, then file order
-    first = np.empty(n, bool)
-    first[:1] = True
-    sorted_pid = pid[order]
-    np.not_equal(sorted_pid[1:], sorted_pid[:-1], out=first[1:])
-    del sorted_pid
-    rank = np.arange(n, dtype=np.int32)
-    group_start = np.where(first, rank, 0).astype(np.int32, copy=False)
-    del first
-    np.maximum.accumulate(group_start, out=group_start)
-    rank -= group_start
-    rank += 1
-    del group_start
-    out = np.empty(n, np.int16)
-    out[order] = np.minimum(rank, 32767)
-    out[~has_pid] = 1
-    return out
-
-
-def _floats(arr, dtype=np.float64) -> np.ndarray:
-    return arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def _utc(us: int) -> datetime:

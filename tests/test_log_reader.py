@@ -321,6 +321,6 @@ def test_attempt_numbers_whatever_the_file_order(tmp_path, minutes):
 
 
 def test_number_attempts_example():
-    from log_reader import _number_attempts
+    from log_columns import number_attempts as _number_attempts
     got = _number_attempts(np.array([5, 1, 9, 3]), np.array([7, 7, 8, 7], np.uint64), np.array([1, 1, 1, 1], bool))
     assert got.tolist() == [3, 1, 1, 2]
