@@ -44,3 +44,47 @@ CODE_CLASS = {
 }
 HARD_CODES = tuple(c for c, k in CODE_CLASS.items() if k is CodeClass.HARD)
 TECHNICAL_CODES = tuple(c for c, k in CODE_CLASS.items() if k is CodeClass.TECHNICAL)
+
+
+# -- raw codes from payment logs (replay): one table, a vectorised classifier -------------------
+
+from decline_vocab import merged as _merged_vocab  # noqa: E402  (data only; imports nothing back)
+
+import numpy as np  # noqa: E402
+
+DECLINE_TABLE = {code: CodeClass(cls) for code, cls in _merged_vocab().items()}
+CLASS_ORDER = tuple(CodeClass)                       # int8 code of a class = its index here
+CLASS_INDEX = {c: i for i, c in enumerate(CLASS_ORDER)}
+
+
+def normalise_code(raw) -> str:
+    """'  Not Enough  Balance ' -> 'not enough balance'; None or NaN -> ''."""
+    if raw is None or (isinstance(raw, float) and raw != raw):
+        return ""
+    return " ".join(str(raw).lower().split())
+
+
+def classify_code(raw) -> CodeClass:
+    """The class of one raw code; an acquirer's '51 : Insufficient funds' is read by its ISO code.
+
+    An empty code or one no table knows is UNKNOWN: counted, never guessed.
+    """
+    code = normalise_code(raw)
+    if code in DECLINE_TABLE:
+        return DECLINE_TABLE[code]
+    head = code.replace(":", " ").split(" ", 1)[0]
+    if head != code and head in DECLINE_TABLE and head.isalnum() and len(head) == 2:
+        return DECLINE_TABLE[head]
+    return CodeClass.UNKNOWN
+
+
+def classify_codes(raw_codes) -> np.ndarray:
+    """int8 index into CLASS_ORDER for each raw code; the table is consulted once per distinct code.
+
+    ['05', 'timeout', None, 'xx'] -> [1 (soft), 3 (technical), 4 (unknown), 4 (unknown)]
+    """
+    import pandas as pd                  # only the replay reader needs it; the simulator stays light
+    codes, uniques = pd.factorize(pd.Series(raw_codes, dtype=object), use_na_sentinel=True)
+    lut = np.array([CLASS_INDEX[classify_code(u)] for u in uniques] + [CLASS_INDEX[CodeClass.UNKNOWN]],
+                   dtype=np.int8)
+    return lut[codes]                    # the sentinel -1 picks the trailing UNKNOWN
