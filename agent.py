@@ -127,6 +127,28 @@ class Agent:
         return frozenset(a.id for a in self.executor.active() if a.action == "reroute" and (
             (a.target.get("issuer"), a.params["to_processor"]) in failing or (None, a.params["to_processor"]) in failing))
 
+    # -- the operator's hand (commands.py) --------------------------------------------
+    @property
+    def paused(self) -> bool:
+        return self.executor.paused
+
+    def set_paused(self, paused: bool, by: str, reason: str | None = None) -> None:
+        """Pause or resume automation: while paused every decision waits for approval; guard windows still judge."""
+        self.executor.paused = paused
+        event = "pause" if paused else "resume"
+        self.executor.audit({"event": event, "who": "operator" if by != "worker" else "agent",
+                             "reason": reason or f"{event} by {by}", "approver": by})
+
+    def approve(self, action_id: str, by: str, tick: int, at: str, params_hash: str, ref: str | None = None) -> str:
+        return self.executor.approve(action_id, by, tick, at, params_hash, now=self.clock(), ref=ref)
+
+    def reject(self, action_id: str, by: str, tick: int, at: str) -> str:
+        return self.executor.reject(action_id, by, tick, at)
+
+    def prune(self) -> None:
+        """Bound memory in endless runs (finished action records)."""
+        self.executor.prune()
+
     # -- persistence -------------------------------------------------------------------
     def restore(self, control_doc: dict | None, learning_doc: dict | None, audit_events: list[dict]) -> list[str]:
         """Resume after a restart: executor records, guard windows, ledger and learner memory, then

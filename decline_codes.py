@@ -48,9 +48,9 @@ TECHNICAL_CODES = tuple(c for c, k in CODE_CLASS.items() if k is CodeClass.TECHN
 
 # -- raw codes from payment logs (replay): one table, a vectorised classifier -------------------
 
-from decline_vocab import merged as _merged_vocab  # noqa: E402  (data only; imports nothing back)
-
 import numpy as np  # noqa: E402
+
+from decline_vocab import merged as _merged_vocab  # noqa: E402  (data only; imports nothing back)
 
 DECLINE_TABLE = {code: CodeClass(cls) for code, cls in _merged_vocab().items()}
 CLASS_ORDER = tuple(CodeClass)                       # int8 code of a class = its index here
@@ -83,7 +83,7 @@ def classify_codes(raw_codes) -> np.ndarray:
 
     ['05', 'timeout', None, 'xx'] -> [1 (soft), 3 (technical), 4 (unknown), 4 (unknown)]
     """
-    import pandas as pd                  # only the replay reader needs it; the simulator stays light
+    import pandas as pd  # only the replay reader needs it; the simulator stays light
     codes, uniques = pd.factorize(pd.Series(raw_codes, dtype=object), use_na_sentinel=True)
     lut = np.array([CLASS_INDEX[classify_code(u)] for u in uniques] + [CLASS_INDEX[CodeClass.UNKNOWN]],
                    dtype=np.int8)

@@ -32,8 +32,16 @@ import pyarrow.compute as pc
 from decline_codes import CLASS_INDEX, CodeClass, classify_code
 from log_columns import encode_strings, floats, number_attempts, ticks_in_order
 from log_formats import LogError, LogSpec, Outcome, Shape, plan_read
-from log_sql import (OUTCOME_CODE, ZONE_ALIASES, Reject, quote_ident, source_sql, survey_sql, tick_stream_sql,
-                     typed_select_sql)
+from log_sql import (
+    OUTCOME_CODE,
+    ZONE_ALIASES,
+    Reject,
+    quote_ident,
+    source_sql,
+    survey_sql,
+    tick_stream_sql,
+    typed_select_sql,
+)
 
 __all__ = ["LogError", "LogSpec", "LogSource", "LogTick", "ReaderSettings", "RowCounts", "open_log"]
 

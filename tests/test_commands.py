@@ -1,4 +1,4 @@
-"""Operator commands: state_writer.write_command drops them, worker.process_commands applies or refuses them."""
+"""Operator commands: state_writer.write_command drops them, commands.process_commands applies or refuses them."""
 from __future__ import annotations
 
 import copy
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from clock import iso
+from commands import COMMAND_MAX_AGE_S, CommandLog, apply_command, process_commands
 from state_writer import COMMANDS_DIR, write_command
 from tests.helpers import demo_until_pending
-from worker import COMMAND_MAX_AGE_S, CommandLog, apply_command, iso, process_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -107,9 +108,10 @@ def test_write_command_refuses_what_the_worker_could_not_use(tmp_path, command):
 
 
 def test_worker_replays_a_scenario_applies_a_pause_and_persists_it(tmp_path):
+    import clock
     import worker
     from state_writer import read_json
-    write_command(tmp_path, {"command": "pause", "by": "carol", "issued_at": worker.utc_now()})
+    write_command(tmp_path, {"command": "pause", "by": "carol", "issued_at": clock.utc_now()})
     assert worker.main(["--scenario", str(ROOT / "scenarios" / "demo.json"), "--max-ticks", "3", "--tps", "2000000",
                         "--tick-seconds", "0.001", "--state-dir", str(tmp_path)]) == 0
     status = read_json(tmp_path / "status.json")

@@ -21,9 +21,9 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard as view
 import explainability as explain
+from commands import CommandLog, process_commands
 from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
 from tests.helpers import demo_until_pending
-from worker import CommandLog, process_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["Approval queue", "Traffic", "Hypotheses", "Current decision", "Action history", "Learning"]

@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 
 import decline_vocab
-from decline_codes import (CLASS_INDEX, CLASS_ORDER, CODE_CLASS, CODE_LABELS, Code, CodeClass, classify_code,
-                           classify_codes)
+from decline_codes import (
+    CLASS_INDEX,
+    CLASS_ORDER,
+    CODE_CLASS,
+    CODE_LABELS,
+    Code,
+    CodeClass,
+    classify_code,
+    classify_codes,
+)
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -3,8 +3,20 @@ import argparse
 
 import pytest
 
-from log_formats import (LogError, LogSpec, Outcome, Shape, add_replay_arguments, check_time_format, detect_format,
-                         parse_approved_values, parse_assignments, parse_tick, plan_read, spec_from_args)
+from log_formats import (
+    LogError,
+    LogSpec,
+    Outcome,
+    Shape,
+    add_replay_arguments,
+    check_time_format,
+    detect_format,
+    parse_approved_values,
+    parse_assignments,
+    parse_tick,
+    plan_read,
+    spec_from_args,
+)
 
 HYPERSWITCH = ["payment_id", "merchant_id", "attempt_id", "status", "amount", "currency", "connector", "error_message",
                "payment_method", "created_at", "error_code", "payment_method_type", "unified_code", "card_network"]

@@ -1,10 +1,9 @@
 """The replay reader's pure modules import nothing that does I/O; only log_reader touches files and DuckDB."""
-import numpy as np
 import pyarrow as pa
 import pytest
+from test_layering import IO, imports
 
 from log_columns import encode_strings
-from test_layering import IO, imports
 
 
 @pytest.mark.parametrize("module", [

@@ -163,3 +163,38 @@ def test_soak_resources_level_off(tmp_path):
     assert len(metrics["trend"]) <= 720
     assert len(read_json(tmp_path / "hypotheses.json")["history"]) <= 200
     assert len(read_json(tmp_path / "control_plane.json")["actions"]) <= 200 + 50
+
+
+def test_a_failing_tick_is_logged_counted_and_skipped_and_three_in_a_row_pause_automation(tmp_path, monkeypatch):
+    import agent
+    import worker
+    real_step = agent.Agent.step
+
+    def failing_stage(self, batch):                       # ticks 5-8 fail inside the agent's step
+        if 5 <= batch.tick <= 8:
+            raise KeyError("injected failure")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(agent.Agent, "step", failing_stage)
+    assert worker.main(["--state-dir", str(tmp_path), "--max-ticks", "12", "--tick-seconds", "0.001", "--seed", "3",
+                        "--no-llm"]) == 0
+    status = read_json(tmp_path / "status.json")
+    assert status["tick"] == 11 and status["state"] == "stopped"          # the loop went on after the failures
+    assert status["tick_errors"]["total"] == 4 and status["tick_errors"]["consecutive"] == 0
+    assert "KeyError" in status["tick_errors"]["last"] and status["tick_errors"]["last"].startswith("tick 8")
+    assert status["paused"] is True and "3 ticks in a row failed" in status["paused_reason"]
+    log = (tmp_path / "errors.log").read_text()
+    assert log.count("Traceback") == 4 and "injected failure" in log
+    pauses = [e for e in read_audit(tmp_path / "audit.jsonl") if e.get("event") == "pause"]
+    assert len(pauses) == 1 and pauses[0]["approver"] == "worker"          # paused once, by the worker itself
+
+
+def test_one_failing_tick_does_not_pause(tmp_path, monkeypatch):
+    import agent
+    import worker
+    real_step = agent.Agent.step
+    monkeypatch.setattr(agent.Agent, "step", lambda self, b: (_ for _ in ()).throw(ValueError("once"))
+                        if b.tick == 4 else real_step(self, b))
+    assert worker.main(["--state-dir", str(tmp_path), "--max-ticks", "8", "--tick-seconds", "0.001", "--no-llm"]) == 0
+    status = read_json(tmp_path / "status.json")
+    assert status["tick_errors"]["total"] == 1 and status["paused"] is False and status["paused_reason"] is None
