@@ -12,6 +12,11 @@ def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
+def target_text(t: dict | None) -> str:
+    """{"issuer": "chase", "processor": "atlas"} -> "issuer chase, processor atlas"; {} -> "everything"."""
+    return ", ".join(f"{k} {v}" for k, v in sorted((t or {}).items())) or "everything"
+
+
 def cell(v, kind: str) -> str:
     """One value as text: pct, x (ratio), ms, $ (three decimals), n (thousands), s (as is); None is '-'."""
     if kind == "s":

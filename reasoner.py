@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from decline_codes import Code
+from formatting import pct
 from observer import SliceStats, Snapshot
 
 
@@ -121,10 +122,6 @@ def _confidence(drop: float, z: float, s: ReasonerSettings, full_drop: float = 0
     return min(0.99, 0.4 + 0.3 * min(1.0, drop / full_drop) + 0.3 * min(1.0, max(0.0, z - s.min_z) / 8))
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
 def detect_latency(snap: Snapshot, s: ReasonerSettings) -> tuple[list[Hypothesis], set[int]]:
     """latency_spike per processor whose p95 (or median) is up on its baseline; also returns those processors,
     whose issuer paths are then not judged on approvals (timeouts make every issuer look sick there)."""
@@ -222,8 +219,8 @@ def detect_issuer_paths(snap: Snapshot, s: ReasonerSettings, spiking: set[int]) 
         if not healthy and len(every) >= 2:      # bad on every measured processor: the issuer, not a path
             out.append(Hypothesis(Cause.ISSUER_OUTAGE, make_target(issuer=iname), _confidence(
                 min(b.drop for b in every), min(b.z for b in every), s), tuple(
-                f"{iname} on {b.name}: first-attempt {_pct(b.now.first_attempt_rate)} vs "
-                f"{_pct(b.base.first_attempt_rate)} baseline" for b in every) + ("bad on every measured processor",)))
+                f"{iname} on {b.name}: first-attempt {pct(b.now.first_attempt_rate)} vs "
+                f"{pct(b.base.first_attempt_rate)} baseline" for b in every) + ("bad on every measured processor",)))
             continue
         for b in paths.bad:
             conf = _confidence(b.drop, b.z, s)
@@ -232,7 +229,7 @@ def detect_issuer_paths(snap: Snapshot, s: ReasonerSettings, spiking: set[int]) 
             if not healthy:
                 conf *= s.thin_peer_factor
             out.append(Hypothesis(Cause.ISSUER_DEGRADATION, make_target(issuer=iname, processor=b.name), conf, (
-                f"first-attempt {_pct(b.now.first_attempt_rate)} vs {_pct(b.base.first_attempt_rate)} baseline on "
+                f"first-attempt {pct(b.now.first_attempt_rate)} vs {pct(b.base.first_attempt_rate)} baseline on "
                 f"{b.now.payments} payments (z={b.z:.1f})", peers)))
     return out
 
@@ -266,8 +263,8 @@ def detect_storms(snap: Snapshot, s: ReasonerSettings) -> list[Hypothesis]:
             f"attempts per payment {apn:.2f} vs {apb:.2f} baseline",
             f"retries past attempt 2: {now.late_retries} vs {base.late_retries / base.payments * now.payments:.0f} expected",
             f"hard declines retried: {hard_now} vs {hard_base / base.payments * now.payments:.0f} expected",
-            f"first-attempt {_pct(now.first_attempt_rate)} vs {_pct(base.first_attempt_rate)} (flat)",
-            f"approvals per payment {_pct(now.approvals_per_payment)} vs {_pct(base.approvals_per_payment)}")))
+            f"first-attempt {pct(now.first_attempt_rate)} vs {pct(base.first_attempt_rate)} (flat)",
+            f"approvals per payment {pct(now.approvals_per_payment)} vs {pct(base.approvals_per_payment)}")))
     return out
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import dashboard as view
-import explainability as explain
+import dashboard_charts as charts
+import dashboard_text as explain
 from commands import CommandLog, process_commands
+from formatting import pct
 from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
 from tests.helpers import demo_until_pending
 
@@ -71,7 +72,7 @@ def test_every_section_renders_with_its_charts(state):
     assert not at.warning and not at.error                 # fresh, complete state: nothing to warn about
     metrics = {m.label: m.value for m in at.metric}
     summary = read_json(state / "metrics.json")["summary"]
-    assert metrics["Success rate"] == explain.pct(summary["success_rate"])
+    assert metrics["Success rate"] == pct(summary["success_rate"])
     assert metrics["Agent"] == "running" and metrics["LLM"] == "off"
     assert len(at.dataframe) >= 2                          # hypotheses and action history
     assert "retry storm at merchant globemart" in texts(at)  # "what is wrong" names the fault the agent sees
@@ -213,7 +214,7 @@ def test_llm_status(llm, latest, label, detail):
 
 def test_markers_show_detections_and_actions_inside_the_trend(state):
     m, a = read_json(state / "metrics.json"), read_json(state / "actions.json")
-    marks = view.markers(m["trend"], a["actions"])
+    marks = charts.markers(m["trend"], a["actions"])
     events = set(zip(marks["tick"], marks["event"]))
     first_fault = next(t["tick"] for t in m["trend"] if t["detected"])
     assert (first_fault, "detected") in events
@@ -244,4 +245,4 @@ def test_the_dashboard_never_reaches_the_executor():
             continue
         seen.add(mod)
         todo += _imports(ROOT / f"{mod}.py")
-    assert seen == {"dashboard", "explainability", "state_writer"}
+    assert seen == {"dashboard", "dashboard_text", "dashboard_charts", "formatting", "state_writer"}

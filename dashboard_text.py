@@ -1,0 +1,165 @@
+"""The operator page's words: status labels, headline metrics, the situation box, from parsed state documents.
+
+Pure string building (no I/O, no clock: an age is passed in). Example:
+agent_status({"state": "running"}, age_s=42) -> ("stale", "no update for 42 s: the worker is not running").
+Never imports the agent; LLM text is returned as plain text for st.text, never markdown.
+"""
+from __future__ import annotations
+
+from formatting import pct, target_text
+
+STALE_AFTER_S = 10.0      # a worker writes every tick (1 s by default); 10 s of silence means it is gone
+
+
+def age_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def agent_status(status: dict | None, age_s: float | None, stale_after: float = STALE_AFTER_S) -> tuple[str, str]:
+    """(label, detail): running, paused, stale, finished, stopped or waiting."""
+    if not status:
+        return "waiting", "no status.json yet"
+    state = status.get("state", "unknown")
+    if state in ("finished", "stopped"):
+        who = "the run.py demo" if status.get("mode") == "run" else "the worker"
+        return state, f"{who} {state} at tick {status.get('tick')}"
+    if age_s is not None and age_s > stale_after:
+        return "stale", f"no update for {age_text(age_s)}: the worker is not running"
+    if status.get("paused") or state == "paused":
+        return "paused", "observes and reasons; nothing runs without approval"
+    return state, f"tick {status.get('tick')}, {status.get('mode', '?')} mode"
+
+
+def llm_status(llm: dict | None, latest: list[dict] | None = None) -> tuple[str, str]:
+    """(label, detail): off, on or fallback (with the reason)."""
+    llm = llm or {}
+    if not llm.get("enabled"):
+        return "off", "heuristics only"
+    fallback_h = next((h for h in latest or [] if h.get("source") == "heuristic_fallback"), None)
+    if llm.get("fallback") or llm.get("state") == "fallback" or fallback_h:
+        why = (llm.get("fallback_reason") or llm.get("reason") or llm.get("error")
+               or (fallback_h or {}).get("fallback_reason") or "reason not given")
+        return "fallback", str(why)
+    return "on", str(llm.get("model") or llm.get("provider") or "LLM reasoner active")
+
+
+def headline(summary: dict | None, tick_seconds: float | None) -> list[dict]:
+    """The header's numbers as st.metric arguments (label, value, delta, delta_color, help)."""
+    s = summary or {}
+    def delta_pp(now, base):
+        return None if now is None or base is None else f"{100 * (now - base):+.1f} pp vs {pct(base)} baseline"
+    app, bapp = s.get("attempts_per_payment"), s.get("baseline_attempts_per_payment")
+    per_min = None
+    if tick_seconds and s.get("window_ticks") and s.get("payments") is not None:
+        per_min = s["payments"] / (s["window_ticks"] * tick_seconds) * 60
+    return [
+        {"label": "Success rate", "value": pct(s.get("success_rate")),
+         "delta": delta_pp(s.get("success_rate"), s.get("baseline_success_rate")), "delta_color": "normal",
+         "help": "approved attempts / attempts, last window, against the baseline window before it"},
+        {"label": "First-attempt success", "value": pct(s.get("first_attempt_success_rate")),
+         "delta": delta_pp(s.get("first_attempt_success_rate"), s.get("baseline_first_attempt_success_rate")),
+         "delta_color": "normal", "help": "approved first attempts / payments"},
+        {"label": "Attempts per payment", "value": "n/a" if app is None else f"{app:.2f}",
+         "delta": None if app is None or bapp is None else f"{app - bapp:+.2f} vs {bapp:.2f}", "delta_color": "inverse",
+         "help": "retries make this grow; a retry storm shows here first"},
+        {"label": "p95 latency", "value": "n/a" if s.get("p95_latency_ms") is None else f"{s['p95_latency_ms']:,.0f} ms",
+         "delta": None, "delta_color": "off", "help": "all processors, last window"},
+        {"label": "Cost per approved payment", "value": "n/a" if s.get("cost_per_approved") is None
+         else f"${s['cost_per_approved']:.3f}", "delta": None, "delta_color": "off", "help": "fees / approvals"},
+        {"label": "Payments per minute", "value": "n/a" if per_min is None else f"{per_min:,.0f}",
+         "delta": None, "delta_color": "off", "help": "new payments in the last window, per minute of simulated time"},
+    ]
+
+
+def hypothesis_text(h: dict) -> str:
+    return (f"{h.get('cause', '?').replace('_', ' ')} at {target_text(h.get('target'))} "
+            f"(confidence {h.get('confidence', 0):.2f}, {h.get('source', '?')})")
+
+
+def action_text(a: dict, params: bool = True) -> str:
+    """'A0003 retry policy merchant globemart (max_attempts=2, ...)'; without params for the summary."""
+    p = ", ".join(f"{k}={v}" for k, v in (a.get("params") or {}).items())
+    text = f"{a.get('id')} {a.get('action', '?').replace('_', ' ')} {target_text(a.get('target'))}"
+    return f"{text} ({p})" if params and p else text
+
+
+def last_event_tick(a: dict) -> int:
+    return max(t for t in (a.get("tick"), a.get("executed_tick"), a.get("ended_tick"), 0) if t is not None)
+
+
+def situation(hypotheses: dict | None, actions: dict | None) -> dict[str, list[str]]:
+    """Three short lists: what is wrong now, what the agent did lately, what waits for approval."""
+    latest = (hypotheses or {}).get("latest") or []
+    wrong = [hypothesis_text(h) for h in latest[:3]] or ["Nothing: every measured slice is within its baseline."]
+    acts = sorted((actions or {}).get("actions") or [], key=last_event_tick, reverse=True)
+    did = []
+    for a in acts[:3]:
+        status = a.get("status", "?").replace("_", " ")
+        outcome = f", outcome {a['outcome']}" if a.get("outcome") not in (None, "pending") else ""
+        reason = f": {a['end_reason']}" if a.get("end_reason") else ""
+        did.append(f"{action_text(a, params=False)} — {status}{outcome}{reason}")
+    pending = [f"{action_text(a, params=False)}, risk {a.get('risk', 0):.2f}: approve or reject it below"
+               for a in (actions or {}).get("pending") or []]
+    return {"wrong": wrong, "did": did or ["No action yet."], "waiting": pending or ["Nothing waits for you."]}
+
+
+def decision_verdict(decision: dict | None) -> str:
+    """One line: did the agent act this tick, hold the action for a human, or not act."""
+    if not decision:
+        return "No decision yet (policy 'none' observes only)."
+    if decision.get("action") == "no_op":
+        return "Did not act: " + decision.get("reason", "no reason given")
+    what = f"{decision['action'].replace('_', ' ')} {target_text(decision.get('target'))}"
+    if decision.get("requires_human_approval"):
+        return f"Proposed {what}, waiting for a human: " + "; ".join(decision.get("guardrails") or [])
+    return f"Acted: {what} ({decision.get('reason', '')})"
+
+
+def expected_text(expected: dict | None) -> str:
+    e = expected or {}
+    parts = []
+    if "success_rate_gain" in e:
+        parts.append(f"success rate {100 * e['success_rate_gain']:+.1f} pp on {e.get('attempts_moved_per_tick', 0):.0f} "
+                     "attempts/tick")
+    if "fee_delta_per_attempt" in e:
+        parts.append(f"fees ${e['fee_delta_per_attempt']:+.3f}/attempt")
+    if "p95_delta_ms" in e:
+        parts.append(f"p95 {e['p95_delta_ms']:+,.0f} ms")
+    if "attempts_saved_per_tick" in e:
+        parts.append(f"{e['attempts_saved_per_tick']:.0f} attempts/tick saved")
+    if "approvals_lost_per_tick" in e:
+        parts.append(f"{e['approvals_lost_per_tick']:.1f} approvals/tick lost")
+    return ", ".join(parts) or "not estimated"
+
+
+def caution(signal: dict | None) -> tuple[str, list[str]]:
+    """(level, reasons): how much more confidence the learner now demands, and for what."""
+    sig = signal or {}
+    lines = [f"{a.replace('_', ' ')}: +{v:.2f} confidence needed" for a, v in (sig.get("extra_confidence") or {}).items()]
+    lines += [f"{c['action'].replace('_', ' ')} on {target_text(c.get('entity'))}: +{c['extra']:.2f}"
+              for c in sig.get("target_caution") or []]
+    top = max([*(sig.get("extra_confidence") or {}).values(), *(c["extra"] for c in sig.get("target_caution") or []), 0])
+    level = "normal" if top == 0 else "raised" if top < 0.2 else "high"
+    return level, lines
+
+
+def summary_text(summary) -> str:
+    """The learner's (LLM-written) summary as plain lines: helped, hurt, watch."""
+    if not summary:
+        return "none yet (written by the LLM summarizer when it is on)."
+    if not isinstance(summary, dict):
+        return str(summary)
+    lines = [f"{key}: {item}" for key in ("helped", "hurt", "watch") for item in summary.get(key) or []]
+    return "\n".join(lines) or str(summary.get("text", "nothing to report"))
+
+
+def make_command(kind: str, by: str, issued_at: str, action: dict | None = None) -> dict:
+    """The command document the dashboard asks state_writer.write_command to drop for the worker."""
+    cmd = {"command": kind, "by": by, "issued_at": issued_at}
+    if action is not None:
+        cmd["action_id"] = action["id"]
+        if kind == "approve":
+            cmd["params_hash"] = action["params_hash"]
+    return cmd
