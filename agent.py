@@ -124,7 +124,7 @@ class Agent:
         """Active reroutes whose new path is now flagged failing: judged at once, not at the next guard window."""
         failing = {(h.target_dict.get("issuer"), h.target_dict["processor"]) for h in hypotheses
                    if h.cause in (Cause.ISSUER_DEGRADATION, Cause.LATENCY_SPIKE) and "processor" in h.target_dict}
-        return frozenset(a.id for a in self.executor.active() if a.action == "reroute" and (
+        return frozenset(a.id for a in self.executor.active() if a.is_reroute and (
             (a.target.get("issuer"), a.params["to_processor"]) in failing or (None, a.params["to_processor"]) in failing))
 
     # -- the operator's hand (commands.py) --------------------------------------------

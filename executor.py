@@ -19,7 +19,7 @@ from actions import LIVE, ActionRecord, Outcome, Status, params_hash
 from control_plane import ControlPlane, apply_action, remove_action
 from decision import Decision
 from guardrails import ControlView, PolicyConfig, approval_reasons, automation_reasons, capacity_reason
-from judge import JudgeSettings, judge_window, review
+from judge import JudgeSettings, judge_window, latency_matters, review
 from merchant_profiles import Universe
 from observer import Snapshot, Stats
 
@@ -240,8 +240,7 @@ class Executor:
                 "lat_treated": last.latency_hist[dst].tolist(), "lat_holdout": last.latency_hist[src].tolist()}
 
     def _judge(self, rec: ActionRecord, entries: list[dict]):
-        latency_matters = "issuer" not in rec.target or rec.cause == "latency_spike"
-        return judge_window(entries, rec.is_reroute, latency_matters, rec.before, rec.baseline_rate,
+        return judge_window(entries, rec.is_reroute, latency_matters(rec.target, rec.cause), rec.before, rec.baseline_rate,
                             rec.baseline_p95, self.judge)
 
     def review(self, tick: int, last: Stats, urgent: frozenset = frozenset()) -> list[ActionRecord]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from actions import Outcome, Status
 from observer import SliceStats, histogram_quantiles
+from reasoner import Cause
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,11 @@ def path_recovered(holdout: SliceStats, baseline_rate: float | None, p95_holdout
 
 
 # -- a whole guard window, from the per-tick slices the executor keeps ---------------------------
+
+def latency_matters(target: dict, cause: str | None) -> bool:
+    """A reroute is judged on latency too when it moved a whole processor or was made for a latency spike."""
+    return "issuer" not in target or cause == Cause.LATENCY_SPIKE
+
 
 def _hist(parts: list) -> np.ndarray | None:
     parts = [p for p in parts if p is not None]

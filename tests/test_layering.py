@@ -33,7 +33,7 @@ ALLOWED = {
     "learning_policy": {"actions"},
     "decision": {"control_plane", "guardrails", "learning_policy", "observer", "reasoner"},
     "actions": {"control_plane"},
-    "judge": {"actions", "observer"},
+    "judge": {"actions", "observer", "reasoner"},
     "executor": {"actions", "control_plane", "decision", "guardrails", "judge", "merchant_profiles", "observer"},
     "recovery": {"actions", "control_plane", "executor"},
     "learner": {"actions", "learning_policy"},
