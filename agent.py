@@ -220,7 +220,7 @@ class Agent:
                                              "p99_ms": snap.window.latency_quantiles(i)[2],
                                              "first_attempt_success_rate": snap.window.slice({"processor": i}).first_attempt_rate}
                                             for i, p in enumerate(self.universe.processor_names)],
-                             "error_codes": snap.window.code_mix(), "trend": list(self.trend)},
+                             "error_codes": snap.window.code_mix(self.universe.code_axis.labels), "trend": list(self.trend)},
             "hypotheses.json": {"tick": r.tick, "latest": [h.to_dict() for h in r.hypotheses],
                                 "history": list(self.hypothesis_log), "llm": self.llm_status},
             "actions.json": {"tick": r.tick, "decision": decision, "explanation": explanation,

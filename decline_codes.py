@@ -9,7 +9,12 @@ Data only: no I/O, no randomness.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+
+import numpy as np
+
+from decline_vocab import merged as _merged_vocab  # data only; imports nothing back
 
 
 class Code(int, Enum):
@@ -46,15 +51,27 @@ HARD_CODES = tuple(c for c, k in CODE_CLASS.items() if k is CodeClass.HARD)
 TECHNICAL_CODES = tuple(c for c, k in CODE_CLASS.items() if k is CodeClass.TECHNICAL)
 
 
+# -- the observer's code axis ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CodeAxis:
+    """The codes an observer counts attempts by: index 0 is always 'approved'."""
+    labels: tuple[str, ...]
+    hard: tuple[int, ...]          # never to be retried
+    timeout: int                   # the index whose count is reported as timeouts
+
+
+SIM_AXIS = CodeAxis(CODE_LABELS, tuple(int(c) for c in HARD_CODES), int(Code.TIMEOUT))
+
+
 # -- raw codes from payment logs (replay): one table, a vectorised classifier -------------------
-
-import numpy as np  # noqa: E402
-
-from decline_vocab import merged as _merged_vocab  # noqa: E402  (data only; imports nothing back)
 
 DECLINE_TABLE = {code: CodeClass(cls) for code, cls in _merged_vocab().items()}
 CLASS_ORDER = tuple(CodeClass)                       # int8 code of a class = its index here
 CLASS_INDEX = {c: i for i, c in enumerate(CLASS_ORDER)}
+# a replay counts attempts by class: a log's own codes are too many and too differently spelled to keep apart
+CLASS_AXIS = CodeAxis(tuple(c.value for c in CLASS_ORDER), (CLASS_INDEX[CodeClass.HARD],),
+                      CLASS_INDEX[CodeClass.TECHNICAL])
 
 
 def normalise_code(raw) -> str:

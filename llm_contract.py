@@ -24,7 +24,6 @@ import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
-from decline_codes import Code
 from merchant_profiles import Universe
 from observer import Snapshot
 from reasoner import TARGET_KEYS, Cause, Hypothesis, Source, make_target, z_drop
@@ -136,7 +135,7 @@ def anomalous_slices(snap: Snapshot, cs: ContractSettings = ContractSettings()) 
             continue
         found.append(((now / base - 1) / (cs.screen_latency_ratio - 1), {
             "processor": pname, "metric": "p95_ms", "now": round(now), "baseline": round(base),
-            "timeouts": int(w.counts[:, p, ..., Code.TIMEOUT].sum())}))
+            "timeouts": int(w.code_counts({"processor": p})[u.code_axis.timeout])}))
     for i, iname in enumerate(u.issuer_names):
         rates, flagged = {}, []
         for p, pname in enumerate(u.processor_names):

@@ -118,16 +118,23 @@ def _roles(**kw) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((role, cols if isinstance(cols, tuple) else (cols,)) for role, cols in kw.items())
 
 
+# An orchestrator's hourly export names its columns in its own words: the common ones are understood.
+COUNT_TIME = ("time", "hour", "timestamp", "bucket", "period_start", "date")
+COUNT_COUNT = ("count", "attempts", "total", "total_count", "txn_count", "transactions")
+COUNT_APPROVED = ("approved", "success", "successes", "succeeded", "success_count", "approved_count")
+
 _EVENT_COLUMNS = ("time", "payment_id", "attempt", "issuer", "processor", "merchant", "method", "status",
                   "code", "latency_ms", "amount", "currency", "fee")
 
 PRESETS = {
     Format.EVENTS: Preset(Format.EVENTS, _roles(**{c: c for c in _EVENT_COLUMNS}),
                           signature=(("time",), ("status",)), statuses=GENERIC_STATUSES),
-    Format.COUNTS: Preset(Format.COUNTS, _roles(time="time", count="count", approved="approved", code="code",
-                                                issuer="issuer", processor="processor", merchant="merchant",
-                                                method="method"),
-                          signature=(("time",), ("count",), ("approved",)), all_other_columns_are_dims=True),
+    Format.COUNTS: Preset(Format.COUNTS, _roles(time=COUNT_TIME, count=COUNT_COUNT, approved=COUNT_APPROVED,
+                                                code="code", issuer=("issuer", "bank", "issuer_name", "issuing_bank"),
+                                                processor=("processor", "gateway", "connector", "acquirer", "psp"),
+                                                merchant=("merchant", "merchant_id", "merchant_name"),
+                                                method=("method", "payment_method")),
+                          signature=(COUNT_TIME, COUNT_COUNT, COUNT_APPROVED), all_other_columns_are_dims=True),
     Format.HYPERSWITCH: Preset(
         Format.HYPERSWITCH,
         _roles(time="created_at", status="status", processor="connector", merchant="merchant_id",

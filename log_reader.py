@@ -289,6 +289,27 @@ class LogSource:
                            f"{self.n_ticks:,} ticks of {self.tick_seconds:g} s; look for stray timestamps or "
                            f"pass a longer --tick")
 
+    def volumes(self) -> dict[str, list[tuple[str, int]]]:
+        """Per dimension, every value with its attempts, busiest first (ties by name): one scan, grouping sets."""
+        if not self.dims:
+            return {}
+        weight = "count_raw" if self._plan.shape is Shape.COUNTS else "1"
+        keys = ", ".join(f"d{i}" for i in range(len(self.dims)))
+        sets = ", ".join(f"(d{i})" for i in range(len(self.dims)))
+        grouping = ", ".join(f"grouping(d{i})" for i in range(len(self.dims)))
+        sql = (f"SELECT {keys}, [{grouping}] AS g, CAST(sum({weight}) AS BIGINT) AS n FROM ({self._typed}) "
+               f"WHERE reject IS NULL GROUP BY GROUPING SETS ({sets})")
+        out: dict[str, list[tuple[str, int]]] = {d: [] for d in self.dims}
+        try:
+            rows = self._con.execute(sql).fetchall()
+        except duckdb.Error as e:
+            raise LogError(f"{self.path}: cannot read it: {_one_line(e)}") from None
+        for row in rows:
+            g = row[len(self.dims)]
+            i = g.index(0)                              # the one dimension this row groups by
+            out[self.dims[i]].append((str(row[i]), int(row[-1] or 0)))
+        return {d: sorted(v, key=lambda x: (-x[1], x[0])) for d, v in out.items()}
+
     # -- streaming ----------------------------------------------------------------------------
     def ticks(self) -> Iterator[LogTick]:
         """Every tick from the first row's to the last row's, in time order, each exactly once."""

@@ -12,6 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
+from decline_codes import SIM_AXIS, CodeAxis
+
 METHODS = ("card", "wallet", "bank_transfer")
 
 
@@ -101,6 +103,12 @@ class Universe:
     processors: tuple[Processor, ...] = PROCESSORS
     merchants: tuple[Merchant, ...] = MERCHANTS
     methods: tuple[str, ...] = METHODS
+
+    dims: tuple[str, ...] = ("issuer", "processor", "merchant", "method")
+    code_axis: CodeAxis = SIM_AXIS
+
+    def size(self, dim: str) -> int:
+        return len(self.names(dim))
 
     @cached_property
     def issuer_names(self) -> tuple[str, ...]:

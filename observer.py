@@ -1,10 +1,13 @@
 """Observe: fold each tick's attempts into count cubes and answer questions about slices.
 
-A tick becomes one integer cube counts[issuer, processor, merchant, method,
-attempt bucket (1, 2, 3+), code] plus fee and approved-amount sums and a
-log-spaced latency histogram per processor, all by np.bincount. The observer
-keeps a ring of those cubes: the last `window_ticks` are "now", the
-`baseline_ticks` before them are the slice's own past. Snapshots are frozen.
+A tick becomes integer cubes counts[dimension values..., attempt bucket (1, 2, 3+), code]
+plus fee and approved-amount sums, all by np.bincount, and a log-spaced latency histogram
+per processor. Each cube is a *view* over some of the universe's dimensions: the simulator's
+small universe keeps one view over all four (issuer, processor, merchant, method); a replayed
+log with hundreds of banks and extra dimensions keeps one view per dimension and per pair,
+which is enough to name one bank on one gateway. A slice is read from the smallest view
+that holds its dimensions. The last `window_ticks` are "now"; the `baseline_ticks` before
+them, kept in blocks of `block_ticks`, are each slice's own past. Snapshots are frozen.
 
 Never decides or acts, and never sees faults: only what the traffic shows.
 """
@@ -13,22 +16,43 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import combinations
+from typing import Protocol
 
 import numpy as np
 
-from decline_codes import CODE_LABELS, HARD_CODES, N_CODES, Code
-from merchant_profiles import Universe
+from decline_codes import CodeAxis
 from simulator import Batch
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later
 LAT_EDGES = np.geomspace(50.0, 40_000.0, 97)  # 96 log bins, each ~7% wide
+N_BINS = len(LAT_EDGES) - 1
 DIMS = ("issuer", "processor", "merchant", "method")
+
+
+class Universe(Protocol):
+    """What the observer needs of a universe: its dimensions, their sizes and its code axis."""
+    dims: tuple[str, ...]
+    code_axis: CodeAxis
+
+    def size(self, dim: str) -> int: ...
 
 
 @dataclass(frozen=True)
 class ObserverSettings:
     window_ticks: int = 6        # "now": one minute at 10 s ticks, Razorpay flags issuer downtime in <= 3 min
     baseline_ticks: int = 120    # the slice's own past, lagging the window (20 min at 10 s ticks)
+    block_ticks: int = 1         # the baseline moves on in blocks of this many ticks (a day of minutes: 60)
+    views: tuple[tuple[str, ...], ...] | None = None   # None: one view over every dimension (a full cube)
+
+    @property
+    def blocks(self) -> int:
+        return max(1, self.baseline_ticks // self.block_ticks)
+
+
+def pair_views(dims: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Every dimension alone and every pair: ('a', 'b', 'c') -> (a), (b), (c), (a, b), (a, c), (b, c)."""
+    return tuple((d,) for d in dims) + tuple(combinations(dims, 2))
 
 
 @dataclass(frozen=True)
@@ -85,53 +109,90 @@ _COUNT_FIELDS = ("attempts", "approvals", "payments", "first_approvals", "retrie
 
 
 @dataclass(frozen=True, eq=False)
+class View:
+    """Counts over one combination of dimensions: counts [values..., A, C], fees and approved amount [values..., A]."""
+    dims: tuple[str, ...]
+    counts: np.ndarray
+    fees: np.ndarray
+    approved_amount: np.ndarray
+
+    @property
+    def cells(self) -> int:
+        return int(np.prod(self.counts.shape[:-2], dtype=np.int64))
+
+
+@dataclass(frozen=True, eq=False)
 class Stats:
     """Summed cubes over a span of ticks."""
-    counts: np.ndarray           # [I, P, M, K, A, C] int64
-    fees: np.ndarray             # [I, P, M, K, A]
-    approved_amount: np.ndarray  # [I, P, M, K, A]
+    views: tuple[View, ...]
     latency_hist: np.ndarray     # [P, bins]
     ticks: int
     hard_retries: np.ndarray     # [M] retries of a hard decline (Visa category 1: never to be retried)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The widest view's counts (the whole cube in the simulator)."""
+        return self.views[0].counts
 
     @cached_property
     def _memo(self) -> dict:
         """Marginals and quantiles already computed: the reasoner and the decision ask for many slices per tick."""
         return {}
 
+    def view_for(self, keep: tuple[str, ...] | set[str]) -> View | None:
+        """The smallest view holding every one of these dimensions (None when no view does)."""
+        fits = [v for v in self.views if set(keep) <= set(v.dims)]
+        return min(fits, key=lambda v: v.cells) if fits else None
+
     def _marginal(self, keep: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Every SliceStats field as an array over the kept dimensions, e.g. ("issuer",) -> arrays of shape [I]."""
+        """Every SliceStats field as an array over the kept dimensions (in the view's order), e.g. ("issuer",) ->
+        arrays of shape [I]."""
         key = ("marginal", keep)
         if key not in self._memo:
-            drop = tuple(a for a, d in enumerate(DIMS) if d not in keep)
-            c = self.counts.sum(axis=drop)        # [..keep.., A, C]
-            att, appr = c.sum(axis=-1), c[..., Code.APPROVED]
+            view = self.view_for(keep)
+            if view is None:
+                raise KeyError(f"no view holds {keep}; views: {[v.dims for v in self.views]}")
+            drop = tuple(a for a, d in enumerate(view.dims) if d not in keep)
+            c = view.counts.sum(axis=drop)        # [..keep.., A, C]
+            att, appr = c.sum(axis=-1), c[..., 0]
             self._memo[key] = {
                 "attempts": att.sum(axis=-1), "approvals": appr.sum(axis=-1),
                 "payments": att[..., 0], "first_approvals": appr[..., 0],
                 "retries": att[..., 1:].sum(axis=-1), "retry_approvals": appr[..., 1:].sum(axis=-1),
                 "late_retries": att[..., 2], "late_retry_approvals": appr[..., 2],
-                "fees": self.fees.sum(axis=drop).sum(axis=-1),
-                "approved_amount": self.approved_amount.sum(axis=drop).sum(axis=-1)}
+                "fees": view.fees.sum(axis=drop).sum(axis=-1),
+                "approved_amount": view.approved_amount.sum(axis=drop).sum(axis=-1)}
         return self._memo[key]
+
+    def _keep(self, dims) -> tuple[str, ...]:
+        view = self.view_for(dims)
+        return tuple(d for d in (view.dims if view else dims) if d in dims)
 
     def slice(self, target: dict[str, int] | None = None) -> SliceStats:
         """Totals for a target given as integer codes, e.g. {"issuer": 0, "processor": 2}."""
         target = target or {}
-        keep = tuple(d for d in DIMS if d in target)
+        keep = self._keep(tuple(target))
         ix = tuple(target[d] for d in keep)
         m = self._marginal(keep)
         return SliceStats(*(int(m[f][ix]) for f in _COUNT_FIELDS), float(m["fees"][ix]), float(m["approved_amount"][ix]))
 
     def table(self, *by: str) -> dict[str, np.ndarray]:
-        """Per-slice arrays over the named dimensions (e.g. "issuer", "processor")."""
-        m = self._marginal(tuple(d for d in DIMS if d in by))
+        """Per-slice arrays over the named dimensions, in the order of the view that holds them."""
+        m = self._marginal(self._keep(by))
         return {k: m[k] for k in ("attempts", "approvals", "payments", "first_approvals", "retries",
                                   "retry_approvals", "fees")}
 
-    def code_mix(self) -> dict[str, int]:
-        totals = self.counts.reshape(-1, N_CODES).sum(axis=0)
-        return {label: int(n) for label, n in zip(CODE_LABELS, totals)}
+    def code_counts(self, target: dict[str, int] | None = None) -> np.ndarray:
+        """Attempts per code (the universe's code axis) in a slice."""
+        target = target or {}
+        view = self.view_for(tuple(target))
+        drop = tuple(a for a, d in enumerate(view.dims) if d not in target)
+        c = view.counts.sum(axis=drop).sum(axis=-2)
+        return c[tuple(target[d] for d in view.dims if d in target)]
+
+    def code_mix(self, labels: tuple[str, ...]) -> dict[str, int]:
+        totals = self.code_counts()
+        return {label: int(n) for label, n in zip(labels, totals)}
 
     def latency_quantiles(self, processor: int | None = None, qs=(0.5, 0.95, 0.99)) -> tuple[float | None, ...]:
         key = ("latency", processor, tuple(qs))
@@ -192,71 +253,132 @@ class Snapshot:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Attempts:
+    """One tick of attempts as the observer reads them: a row per attempt, or per (slice, outcome) with a weight.
+
+    The simulator's Batch becomes one with from_batch; a replayed log's tick with shadow.py.
+    """
+    tick: int
+    dims: dict[str, np.ndarray]      # integer code per dimension
+    attempt: np.ndarray              # 1, 2, 3 and later
+    code: np.ndarray                 # index on the universe's code axis (0: approved)
+    fee: np.ndarray                  # per row, all its attempts
+    approved_amount: np.ndarray      # per row
+    weight: np.ndarray | None = None        # attempts each row stands for; None: one each
+    latency_ms: np.ndarray | None = None    # per row; NaN where unknown
+    hard_retry: np.ndarray | None = None    # the row retries a hard decline
+    new_payments: int = 0
+
+
+def from_batch(batch: Batch, hard_codes) -> Attempts:
+    """The simulator's attempts: one row each, every column known."""
+    hard = None if batch.prev_code is None else np.isin(batch.prev_code, hard_codes)
+    return Attempts(batch.tick, {d: getattr(batch, d) for d in DIMS}, batch.attempt, batch.code, batch.fee,
+                    batch.amount * batch.approved, None, batch.latency_ms, hard, batch.new_payments)
+
+
 class Observer:
-    """Holds the ring of per-tick cubes; `observe(batch)` returns the new Snapshot."""
+    """Holds the window's per-tick cubes and the baseline's blocks; `observe(batch)` returns the new Snapshot."""
 
     def __init__(self, universe: Universe, settings: ObserverSettings = ObserverSettings()):
         self.universe = universe
         self.settings = settings
-        self.shape = (len(universe.issuers), len(universe.processors), len(universe.merchants),
-                      len(universe.methods), ATTEMPT_BUCKETS)
-        self._ring: deque[Stats] = deque(maxlen=settings.window_ticks + settings.baseline_ticks)
-        self._window = self._baseline = empty_stats(self.shape, len(LAT_EDGES) - 1)
+        views = settings.views or (tuple(universe.dims),)
+        self.views = tuple(tuple(d for d in v if d in universe.dims) for v in views)
+        self.shape = tuple(universe.size(d) for d in universe.dims) + (ATTEMPT_BUCKETS,)
+        self.n_codes = len(universe.code_axis.labels)
+        self._recent: deque[Stats] = deque(maxlen=settings.window_ticks + 1)
+        self._blocks: deque[Stats] = deque(maxlen=settings.blocks)
+        self._partial: list[Stats] = []
+        self._window = self._baseline = self.empty()
         self._since_exact = 0
 
-    def aggregate(self, batch: Batch) -> Stats:
-        """One tick's attempts -> one Stats, columnar (bincount over flat cell codes)."""
-        nI, nP, nM, nK, nA = self.shape
-        a = np.minimum(batch.attempt, ATTEMPT_BUCKETS).astype(np.int64) - 1
-        cell = (((batch.issuer.astype(np.int64) * nP + batch.processor) * nM + batch.merchant) * nK + batch.method) * nA + a
-        ncell = nI * nP * nM * nK * nA
-        counts = np.bincount(cell * N_CODES + batch.code, minlength=ncell * N_CODES).reshape(self.shape + (N_CODES,))
-        fees = np.bincount(cell, weights=batch.fee, minlength=ncell).reshape(self.shape)
-        amount = np.bincount(cell, weights=batch.amount * batch.approved, minlength=ncell).reshape(self.shape)
-        nb = len(LAT_EDGES) - 1
-        lb = np.clip(np.searchsorted(LAT_EDGES, batch.latency_ms, side="right") - 1, 0, nb - 1)
-        lat = np.bincount(batch.processor.astype(np.int64) * nb + lb, minlength=nP * nb).reshape(nP, nb)
-        hard = np.zeros(nM, dtype=np.int64) if batch.prev_code is None else \
-            np.bincount(batch.merchant[np.isin(batch.prev_code, HARD_CODES)], minlength=nM)
-        return Stats(counts, fees, amount, lat, 1, hard)
+    def empty(self) -> Stats:
+        u = self.universe
+        views = []
+        for dims in self.views:
+            shape = tuple(u.size(d) for d in dims) + (ATTEMPT_BUCKETS,)
+            views.append(View(dims, np.zeros(shape + (self.n_codes,), dtype=np.int64), np.zeros(shape), np.zeros(shape)))
+        return Stats(tuple(views), np.zeros((self._size("processor"), N_BINS), dtype=np.int64), 0,
+                     np.zeros(self._size("merchant"), dtype=np.int64))
 
-    def observe(self, batch: Batch) -> Snapshot:
-        """Running sums: the new tick joins the window, the window's oldest moves to the baseline, the
-        baseline's oldest leaves. New arrays every time, so earlier snapshots never change."""
+    def _size(self, dim: str) -> int:
+        return self.universe.size(dim) if dim in self.universe.dims else 1
+
+    def aggregate(self, batch: Batch | Attempts) -> Stats:
+        """One tick's attempts -> one Stats, columnar (bincount over flat cell codes, one per view)."""
+        at = batch if isinstance(batch, Attempts) else from_batch(batch, self.universe.code_axis.hard)
+        u, C = self.universe, self.n_codes
+        a = np.minimum(at.attempt, ATTEMPT_BUCKETS).astype(np.int64) - 1
+        views = []
+        for dims in self.views:
+            cell = np.zeros(len(a), dtype=np.int64)
+            for d in dims:
+                cell = cell * u.size(d) + at.dims[d]
+            cell = cell * ATTEMPT_BUCKETS + a
+            shape = tuple(u.size(d) for d in dims) + (ATTEMPT_BUCKETS,)
+            ncell = int(np.prod(shape, dtype=np.int64))
+            counts = np.bincount(cell * C + at.code, weights=at.weight, minlength=ncell * C)
+            if at.weight is not None:
+                counts = np.rint(counts).astype(np.int64)
+            views.append(View(dims, counts.reshape(shape + (C,)),
+                              np.bincount(cell, weights=at.fee, minlength=ncell).reshape(shape),
+                              np.bincount(cell, weights=at.approved_amount, minlength=ncell).reshape(shape)))
+        nP = self._size("processor")
+        proc = at.dims["processor"].astype(np.int64) if "processor" in at.dims else np.zeros(len(a), dtype=np.int64)
+        lat = np.zeros((nP, N_BINS), dtype=np.int64)
+        if at.latency_ms is not None and len(at.latency_ms):
+            known = np.isfinite(at.latency_ms)
+            lb = np.clip(np.searchsorted(LAT_EDGES, at.latency_ms[known], side="right") - 1, 0, N_BINS - 1)
+            w = None if at.weight is None else at.weight[known]
+            lat = np.bincount(proc[known] * N_BINS + lb, weights=w, minlength=nP * N_BINS).reshape(nP, N_BINS)
+            lat = lat if w is None else np.rint(lat).astype(np.int64)
+        nM = self._size("merchant")
+        hard = np.zeros(nM, dtype=np.int64)
+        if at.hard_retry is not None and "merchant" in at.dims:
+            hard = np.bincount(at.dims["merchant"][at.hard_retry], minlength=nM)
+        return Stats(tuple(views), lat, 1, hard)
+
+    def observe(self, batch: Batch | Attempts) -> Snapshot:
+        """Running sums: the new tick joins the window, the window's oldest moves to the baseline (whole blocks at
+        a time), the baseline's oldest block leaves. New arrays every time, so earlier snapshots never change."""
         last = self.aggregate(batch)
-        w = self.settings.window_ticks
-        dropped = self._ring[0] if len(self._ring) == self._ring.maxlen else None
-        self._ring.append(last)
-        self._since_exact += 1
-        if self._since_exact >= self._ring.maxlen:      # re-add from the ring now and then: float sums never drift
-            ring = list(self._ring)
-            self._window = sum_stats(ring[-w:], self.shape, len(LAT_EDGES) - 1)
-            self._baseline = sum_stats(ring[:-w], self.shape, len(LAT_EDGES) - 1)
-            self._since_exact = 0
-        else:
-            self._window = _add(self._window, last)
-            if len(self._ring) > w:
-                moving = self._ring[-w - 1]
-                self._window = _add(self._window, moving, -1)
-                self._baseline = _add(self._baseline, moving)
+        s = self.settings
+        w = s.window_ticks
+        self._recent.append(last)
+        self._window = _add(self._window, last)
+        moving = self._recent[0] if len(self._recent) > w else None
+        if moving is not None:
+            self._window = _add(self._window, moving, -1)
+            self._partial.append(moving)
+            if len(self._partial) == s.block_ticks:
+                block = self._partial[0] if s.block_ticks == 1 else sum_stats(self._partial)
+                self._partial = []
+                dropped = self._blocks[0] if len(self._blocks) == self._blocks.maxlen else None
+                self._blocks.append(block)
+                self._baseline = _add(self._baseline, block)
                 if dropped is not None:
                     self._baseline = _add(self._baseline, dropped, -1)
-        return Snapshot(batch.tick, self.universe, self._window, self._baseline, last)
+        self._since_exact += 1
+        if self._since_exact >= w + s.blocks * s.block_ticks:   # re-add now and then: float sums never drift
+            recent = list(self._recent)
+            self._window = sum_stats(recent[-w:]) if recent else self.empty()
+            self._baseline = sum_stats(list(self._blocks)) if self._blocks else self.empty()
+            self._since_exact = 0
+        tick = batch.tick
+        return Snapshot(tick, self.universe, self._window, self._baseline, last)
 
 
 def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:
-    return Stats(a.counts + sign * b.counts, a.fees + sign * b.fees, a.approved_amount + sign * b.approved_amount,
-                 a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks, a.hard_retries + sign * b.hard_retries)
+    views = tuple(View(x.dims, x.counts + sign * y.counts, x.fees + sign * y.fees,
+                       x.approved_amount + sign * y.approved_amount) for x, y in zip(a.views, b.views))
+    return Stats(views, a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks,
+                 a.hard_retries + sign * b.hard_retries)
 
 
-def empty_stats(shape: tuple, nbins: int) -> Stats:
-    return Stats(np.zeros(shape + (N_CODES,), dtype=np.int64), np.zeros(shape), np.zeros(shape),
-                 np.zeros((shape[1], nbins), dtype=np.int64), 0, np.zeros(shape[2], dtype=np.int64))
-
-
-def sum_stats(parts: list[Stats], shape: tuple, nbins: int) -> Stats:
-    if not parts:
-        return empty_stats(shape, nbins)
-    return Stats(sum(p.counts for p in parts), sum(p.fees for p in parts),
-                 sum(p.approved_amount for p in parts), sum(p.latency_hist for p in parts), len(parts),
-                 sum(p.hard_retries for p in parts))
+def sum_stats(parts: list[Stats]) -> Stats:
+    """Totals over several ticks (at least one)."""
+    views = tuple(View(v.dims, sum(p.views[k].counts for p in parts), sum(p.views[k].fees for p in parts),
+                       sum(p.views[k].approved_amount for p in parts)) for k, v in enumerate(parts[0].views))
+    return Stats(views, sum(p.latency_hist for p in parts), len(parts), sum(p.hard_retries for p in parts))

@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from decline_codes import Code
 from formatting import pct
 from observer import SliceStats, Snapshot
 
@@ -137,7 +136,7 @@ def detect_latency(snap: Snapshot, s: ReasonerSettings) -> tuple[list[Hypothesis
         ratio = max(now / base, p50 / base_p50)
         if ratio >= s.latency_ratio:
             spiking.add(p)
-            timeouts = int(snap.window.counts[:, p, ..., Code.TIMEOUT].sum())
+            timeouts = int(snap.window.code_counts({"processor": p})[snap.universe.code_axis.timeout])
             conf = min(0.99, 0.55 + 0.45 * min(1.0, (ratio - s.latency_ratio) / 1.5))
             out.append(Hypothesis(Cause.LATENCY_SPIKE, make_target(processor=pname), conf, (
                 f"p95 {now:.0f} ms vs baseline {base:.0f} ms (x{now / base:.1f}), p50 x{p50 / base_p50:.1f}",

@@ -26,7 +26,7 @@ from agent import AgentSettings
 from bench.baselines import POLICIES, make_policy
 from clock import SimClock
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
-from observer import LAT_EDGES, sum_stats
+from observer import sum_stats
 from report import RunResult, build_report, print_analysis
 from scenario import Scenario, ScenarioError, load_scenario, make_simulator
 from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
@@ -62,7 +62,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
                 writer.write_all(agent.state_documents({"state": "running", **run_status}), audit.head)
             if on_tick:
                 on_tick(phase, tick, step)
-        result.phase_stats.append(sum_stats(parts, agent.observer.shape, len(LAT_EDGES) - 1))
+        result.phase_stats.append(sum_stats(parts))
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()

@@ -8,7 +8,7 @@ Nested values are described in the README's "State files" section.
 Types only: no I/O, no logic.
 """
 
-from typing import NotRequired, TypedDict   # evaluated at class creation: no `from __future__ import annotations` here
+from typing import NotRequired, TypedDict  # evaluated at class creation: no `from __future__ import annotations` here
 
 
 class Stamped(TypedDict):

@@ -16,14 +16,14 @@ IO = {"executor", "state_writer", "streamlit", "google", "llm_reasoner", "agent"
 # module -> the project modules it may import (dependencies point one way: entry points -> agent -> stages)
 ALLOWED = {
     # the world
-    "merchant_profiles": set(),
+    "merchant_profiles": {"decline_codes"},
     "decline_vocab": set(),
     "decline_codes": {"decline_vocab"},
     "control_plane": set(),
     "simulator": {"control_plane", "decline_codes", "merchant_profiles"},
     "scenario": {"merchant_profiles", "simulator"},
     # the loop's stages
-    "observer": {"decline_codes", "merchant_profiles", "simulator"},
+    "observer": {"decline_codes", "simulator"},
     "formatting": set(),
     "reasoner": {"decline_codes", "formatting", "observer"},
     "llm_contract": {"decline_codes", "merchant_profiles", "observer", "reasoner"},

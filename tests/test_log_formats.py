@@ -58,7 +58,9 @@ def test_detect_format(header, expected):
     (EVENTS, {"time": "time", "status": "status", "attempt": "attempt", "latency_ms": "latency_ms"},
      ["issuer", "processor", "merchant", "method"]),
     (COUNTS, {"time": "time", "count": "count", "approved": "approved"},
-     ["merchant", "method", "gateway"]),                                              # other columns are dims
+     ["processor", "merchant", "method"]),                                            # a gateway is a processor
+    (["hour", "bank", "gateway", "method_subtype", "attempts", "success"], {"time": "hour", "count": "attempts",
+     "approved": "success"}, ["issuer", "processor", "method_subtype"]),              # an orchestrator's own words
 ])
 def test_each_preset_maps_its_columns_onto_roles(header, roles, dims):
     plan = plan_read(LogSpec("log.csv"), header)
