@@ -73,8 +73,10 @@ class Decision:
 def _value_per_approval(snap: Snapshot, target: dict[str, int]) -> float:
     """Average approved ticket times the blended margin of the merchants in the slice ($)."""
     u = snap.universe
-    per_merchant = np.array([snap.window.slice({**target, "merchant": m}).payments
-                             for m in range(len(u.merchants))], dtype=float)
+    per_merchant = np.zeros(0)
+    if snap.window.view_for(tuple(target) + ("merchant",)) is not None:      # a replay may not keep that view
+        per_merchant = np.array([snap.window.slice({**target, "merchant": m}).payments
+                                 for m in range(len(u.merchants))], dtype=float)
     share = per_merchant / per_merchant.sum() if per_merchant.sum() else u.merchant_share
     s = snap.window.slice(target)
     ticket = s.approved_amount / s.approvals if s.approvals else float(u.merchant_arrays["mean_ticket"] @ share)

@@ -104,7 +104,7 @@ def response_schema(universe: Universe, cs: ContractSettings = ContractSettings(
     names = {k: list(universe.names(k)) for k in TARGET_KEYS}
     target = {"type": "OBJECT", "properties": {k: {"type": "STRING", "enum": names[k]} for k in TARGET_KEYS}}
     item = {"type": "OBJECT", "required": list(HYPOTHESIS_FIELDS), "properties": {
-        "cause": {"type": "STRING", "enum": [c.value for c in Cause]},
+        "cause": {"type": "STRING", "enum": [c.value for c in CAUSE_TARGET_KEYS] + [Cause.NONE.value]},
         "target": target,
         "confidence": {"type": "NUMBER", "minimum": 0, "maximum": 1},
         "evidence": {"type": "ARRAY", "maxItems": cs.max_evidence, "items": {"type": "STRING"}}}}
@@ -262,7 +262,7 @@ def _item(d, universe: Universe, cs: ContractSettings, offered: list[str]) -> tu
     if not isinstance(d, dict):
         return None, (bad, "a hypothesis is not an object")
     offered += [f"hypotheses[].{k}" for k in d if k not in HYPOTHESIS_FIELDS]
-    if d.get("cause") not in {c.value for c in Cause}:
+    if d.get("cause") not in {c.value for c in CAUSE_TARGET_KEYS} | {Cause.NONE.value}:
         return None, (bad, f"cause {clean_text(repr(d.get('cause')), 40)} is not one of the fixed causes")
     cause = Cause(d["cause"])
     if cause is Cause.NONE:

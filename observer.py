@@ -14,7 +14,7 @@ Never decides or acts, and never sees faults: only what the traffic shows.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
 from typing import Protocol
@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from decline_codes import CodeAxis
+from sequential import SequentialSettings, baseline_rate, cusum_step
 from simulator import Batch
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later
@@ -44,6 +45,7 @@ class ObserverSettings:
     baseline_ticks: int = 120    # the slice's own past, lagging the window (20 min at 10 s ticks)
     block_ticks: int = 1         # the baseline moves on in blocks of this many ticks (a day of minutes: 60)
     views: tuple[tuple[str, ...], ...] | None = None   # None: one view over every dimension (a full cube)
+    sequential: SequentialSettings | None = None       # a CUSUM per view cell for thin slices (sequential.py)
 
     @property
     def blocks(self) -> int:
@@ -164,6 +166,15 @@ class Stats:
                 "approved_amount": view.approved_amount.sum(axis=drop).sum(axis=-1)}
         return self._memo[key]
 
+    def marginal(self, dims: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Every SliceStats field as an array over exactly these dimensions, in this order (a view holding them)."""
+        keep = self._keep(dims)
+        m = self._marginal(keep)
+        if keep == tuple(dims):
+            return m
+        order = [keep.index(d) for d in dims]
+        return {k: np.transpose(v, order) for k, v in m.items()}
+
     def _keep(self, dims) -> tuple[str, ...]:
         view = self.view_for(dims)
         return tuple(d for d in (view.dims if view else dims) if d in dims)
@@ -229,6 +240,7 @@ class Snapshot:
     window: Stats
     baseline: Stats
     last: Stats
+    evidence: dict = field(default_factory=dict)   # view dims -> CUSUM per cell (first-attempt declines), if kept
 
     def code(self, kind: str, name: str) -> int:
         return self.universe.index(kind, name)
@@ -293,6 +305,7 @@ class Observer:
         self._partial: list[Stats] = []
         self._window = self._baseline = self.empty()
         self._since_exact = 0
+        self._cusum: dict[tuple[str, ...], np.ndarray] = {}
 
     def empty(self) -> Stats:
         u = self.universe
@@ -366,8 +379,20 @@ class Observer:
             self._window = sum_stats(recent[-w:]) if recent else self.empty()
             self._baseline = sum_stats(list(self._blocks)) if self._blocks else self.empty()
             self._since_exact = 0
-        tick = batch.tick
-        return Snapshot(tick, self.universe, self._window, self._baseline, last)
+        evidence = self._sequential(last) if s.sequential else {}
+        return Snapshot(batch.tick, self.universe, self._window, self._baseline, last, evidence)
+
+    def _sequential(self, last: Stats) -> dict[tuple[str, ...], np.ndarray]:
+        """Each view cell's CUSUM after this tick's first attempts, against its baseline rate (which lags)."""
+        cfg, base = self.settings.sequential, self._baseline
+        overall = base.total.first_attempt_rate or 0.0
+        for dims in self.views:
+            now, past = last.marginal(dims), base.marginal(dims)
+            p0 = baseline_rate(past["first_approvals"], past["payments"], overall, cfg.prior)
+            prev = self._cusum.get(dims, np.zeros(past["payments"].shape))
+            self._cusum[dims] = cusum_step(prev, now["payments"], now["first_approvals"], p0, cfg,
+                                           past["payments"] >= cfg.min_baseline)
+        return dict(self._cusum)
 
 
 def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:

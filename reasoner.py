@@ -27,6 +27,7 @@ class Cause(str, Enum):
     ISSUER_OUTAGE = "issuer_outage"
     RETRY_STORM = "retry_storm"
     LATENCY_SPIKE = "latency_spike"
+    SEGMENT_DEGRADATION = "segment_degradation"   # any other combination of values failing on its own (replays)
     NONE = "none"
 
 
