@@ -33,6 +33,9 @@ class SimClock:
         """Seconds since the run started (approval expiry, LLM budgets)."""
         return self.tick * self.tick_seconds
 
+    def start(self) -> datetime:
+        return EPOCH + timedelta(hours=self.start_hour)
+
     def iso(self) -> str:
         t = EPOCH + timedelta(hours=self.start_hour, seconds=self.tick * self.tick_seconds)
         return t.isoformat().replace("+00:00", "Z")

@@ -289,6 +289,10 @@ class LogSource:
                            f"{self.n_ticks:,} ticks of {self.tick_seconds:g} s; look for stray timestamps or "
                            f"pass a longer --tick")
 
+    def tick_start(self, index: int) -> datetime:
+        """The UTC start of tick `index` (0: the tick of the first row)."""
+        return _utc(self._origin_us + index * self._tick_us)
+
     def volumes(self) -> dict[str, list[tuple[str, int]]]:
         """Per dimension, every value with its attempts, busiest first (ties by name): one scan, grouping sets."""
         if not self.dims:

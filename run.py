@@ -24,11 +24,19 @@ import llm_reasoner
 from actions import Outcome, Status
 from agent import AgentSettings
 from bench.baselines import POLICIES, make_policy
-from clock import SimClock
+from clock import SimClock, iso
+from data_universe import DataUniverse
+from event_export import EventWriter
+from log_formats import LogError, add_replay_arguments, spec_from_args
+from log_reader import open_log
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import sum_stats
 from report import RunResult, build_report, print_analysis
 from scenario import Scenario, ScenarioError, load_scenario, make_simulator
+from shadow import ShadowRun
+from shadow_report import build_report as build_shadow_report
+from shadow_report import print_report as print_shadow_report
+from shadow_report import state_documents as shadow_documents
 from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
@@ -36,7 +44,7 @@ DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
 
 def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe: Universe = DEFAULT_UNIVERSE,
                  settings: AgentSettings = AgentSettings(), state_dir: str | Path | None = None,
-                 write_every: int = 10, on_tick=None, llm=None, summarizer=None) -> RunResult:
+                 write_every: int = 10, on_tick=None, llm=None, summarizer=None, on_batch=None) -> RunResult:
     sim = make_simulator(scenario, universe, seed)
     clock = SimClock(scenario.start_hour, scenario.tick_seconds)
     audit = None
@@ -55,6 +63,8 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
         for tick in range(phase.start_tick, phase.end_tick):
             clock.tick = tick
             batch = sim.step(agent.control, scenario.faults_at(tick))
+            if on_batch:
+                on_batch(batch)
             step = agent.step(batch)
             parts.append(step.snapshot.last)
             result.approved_amount += float(batch.amount[batch.approved].sum())
@@ -124,15 +134,27 @@ class PhasePrinter:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Run a scenario through the payment-ops agent and analyse it.")
+    ap = argparse.ArgumentParser(description="Run a scenario through the payment-ops agent and analyse it, or replay "
+                                             "a payment log in shadow mode (--replay).")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
     ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario JSON file")
     ap.add_argument("--report", default=None, help="write the JSON report here")
     ap.add_argument("--state-dir", default="state", help="folder for the dashboard's state files")
-    ap.add_argument("--policy", default="agent", choices=POLICIES)
+    ap.add_argument("--policy", default=None, choices=POLICIES, help="default agent; not with --replay")
     ap.add_argument("--quiet", action="store_true", help="print only the post-run analysis")
     ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
+    ap.add_argument("--export-events", default=None, metavar="FILE",
+                    help="write the run's simulated attempts in the events format (.parquet, .csv or .csv.gz)")
+    ap.add_argument("--replay", default=None, metavar="FILE",
+                    help="shadow mode: replay a payment log (.csv, .csv.gz, .parquet, .jsonl(.gz)); advises, never acts")
+    add_replay_arguments(ap)
     args = ap.parse_args(argv)
+    if args.replay is not None:
+        if args.policy is not None:
+            print("run.py: --policy does not apply to --replay: shadow mode only advises", file=sys.stderr)
+            return 2
+        return run_replay(args)
+    args.policy = args.policy or "agent"
     universe = DEFAULT_UNIVERSE
     try:
         scenario = load_scenario(args.scenario, universe)
@@ -154,8 +176,15 @@ def main(argv=None) -> int:
     llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda tick: tick * scenario.tick_seconds)
     if not args.quiet:
         print(f"LLM: {llm.settings.model}" if llm.enabled else f"LLM: off ({llm.off_reason.value}), heuristics only")
+    try:
+        export = open_export(args.export_events, universe, scenario)
+    except ValueError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
     res = run_scenario(scenario, seed, args.policy, universe, state_dir=args.state_dir, on_tick=printer,
-                       llm=llm, summarizer=llm)
+                       llm=llm, summarizer=llm, on_batch=export.write if export else None)
+    if export:
+        export.close()
     base = None
     if args.policy != "none":
         if not args.quiet:
@@ -169,8 +198,70 @@ def main(argv=None) -> int:
         Path(args.report).write_text(dumps(report) + "\n")
     if not args.quiet:
         print(f"\nFinished in {time.perf_counter() - started:.1f} s; state in {args.state_dir}/"
-              + (f", report in {args.report}" if args.report else ""), file=sys.stderr)
+              + (f", report in {args.report}" if args.report else "")
+              + (f", {export.rows:,} attempts in {args.export_events}" if export else ""), file=sys.stderr)
     return 0
+
+
+def open_export(path: str | None, universe: Universe, scenario: Scenario):
+    """The events file a run's attempts go to, stamped in simulated time from the scenario's start hour."""
+    if not path:
+        return None
+    start = SimClock(scenario.start_hour, scenario.tick_seconds).start()
+    try:
+        return EventWriter(path, universe.describe(), start, scenario.tick_seconds)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror}") from None
+
+
+def run_replay(args) -> int:
+    """Shadow mode: read the log, replay it tick by tick, print and write what the agent would have done."""
+    try:
+        spec = spec_from_args(args.replay, args)
+        source = open_log(spec)
+    except LogError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    try:
+        lock = acquire_lock(args.state_dir, "run.py --replay")
+    except StateLocked as e:
+        source.close()
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    with source:
+        if not args.quiet:
+            print(f"Replaying {args.replay}: {source.format_reason}; {source.rows.summary()}", file=sys.stderr)
+        run = replay(source, args.state_dir, quiet=args.quiet)
+    lock.close()
+    report = build_shadow_report(run, source)
+    print_shadow_report(report)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(dumps(report) + "\n")
+    return 0
+
+
+def replay(source, state_dir: str | Path | None, quiet: bool = True, write_every_s: float = 1.0) -> ShadowRun:
+    """Every tick of the log through the shadow engine; state written at most once a second, and at the end."""
+    universe = DataUniverse.from_volumes(source.volumes())
+    run = ShadowRun(universe, source.tick_seconds, source.n_ticks, has_latency=source.roles.get("latency_ms") is not None,
+                    has_attempts=source.shape == "events" and ("attempt" in source.roles or "payment_id" in source.roles))
+    time_of = lambda k: iso(source.tick_start(k))                                # noqa: E731
+    writer = StateWriter(state_dir, lambda: time_of(len(run.trend))) if state_dir else None   # stamped in data time
+    last_write = time.monotonic()
+    for lt in source.ticks():
+        run.step(lt, source.vocab, time_of)
+        if writer and time.monotonic() - last_write >= write_every_s:
+            writer.write_all(shadow_documents(run, source, "running"))
+            last_write = time.monotonic()
+        if not quiet and (lt.index % 500 == 0 or lt.index == source.n_ticks - 1):
+            print(f"\r  replay {lt.index + 1:,}/{source.n_ticks:,} ticks, {len(run.tracker.incidents)} incidents",
+                  end="", file=sys.stderr, flush=True)
+    if not quiet:
+        print(file=sys.stderr)
+    if writer:
+        writer.write_all(shadow_documents(run, source, "finished"))
+    return run
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ _APPROVED, _UNKNOWN = CLASS_INDEX[CodeClass.APPROVED], CLASS_INDEX[CodeClass.UNK
 @dataclass(frozen=True)
 class ShadowSettings:
     track: int = 40                    # values of each dimension tracked one by one; the rest pooled as "(other)"
-    window_seconds: float = 600.0      # "now": ten minutes, at least one tick
+    window_seconds: float = 60.0       # "now": the last minute, at least one tick (the live agent's window)
     baseline_seconds: float = 86400.0  # a day, so a quiet night is held against a whole day, not the evening
     baseline_blocks: int = 48          # the baseline moves on in 48 blocks (30 minutes of minute ticks)
-    warmup_seconds: float = 6 * 3600.0  # no hypothesis before six hours of baseline
-    close_after_seconds: float = 1800.0  # an incident nobody names for 30 minutes (at least two ticks) has ended
+    warmup_seconds: float = 6 * 3600.0  # no hypothesis before six hours of baseline ...
+    warmup_share: float = 0.1           # ... or a tenth of a shorter log
+    close_after_seconds: float = 300.0   # an incident nobody names for five minutes (at least two ticks) has ended
     max_triple_cells: int = 20_000     # the issuer x processor x merchant view, when small enough, prices decisions
     localise: LocaliseSettings = LocaliseSettings()
     sequential: SequentialSettings = SequentialSettings()
@@ -47,9 +48,10 @@ class ShadowSettings:
         return max(least, int(math.ceil(seconds / tick_seconds - 1e-9)))
 
 
-def observer_settings(universe: DataUniverse, tick_seconds: float, s: ShadowSettings) -> ObserverSettings:
+def observer_settings(universe: DataUniverse, tick_seconds: float, s: ShadowSettings, n_ticks: int) -> ObserverSettings:
+    """A window of a minute, a baseline of a day (or the whole log when it is shorter) in at most 48 blocks."""
     window = s.ticks(s.window_seconds, tick_seconds)
-    baseline = s.ticks(s.baseline_seconds, tick_seconds, least=window)
+    baseline = min(s.ticks(s.baseline_seconds, tick_seconds, least=window), max(n_ticks, window))
     block = max(1, baseline // s.baseline_blocks)
     views = pair_views(universe.dims)
     triple = ("issuer", "processor", "merchant")
@@ -91,6 +93,7 @@ class ShadowRun:
     """The replay's state: universe, observer, incidents, and what it saw per tick for the report and dashboard."""
     universe: DataUniverse
     tick_seconds: float
+    n_ticks: int
     settings: ShadowSettings = ShadowSettings()
     has_latency: bool = True
     has_attempts: bool = True
@@ -99,9 +102,9 @@ class ShadowRun:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.observer = Observer(self.universe, observer_settings(self.universe, self.tick_seconds, s))
+        self.observer = Observer(self.universe, observer_settings(self.universe, self.tick_seconds, s, self.n_ticks))
         self.tracker = IncidentTracker(close_after=s.ticks(s.close_after_seconds, self.tick_seconds, least=2))
-        warmup = s.ticks(s.warmup_seconds, self.tick_seconds, least=2)
+        warmup = max(2, min(s.ticks(s.warmup_seconds, self.tick_seconds), int(s.warmup_share * self.n_ticks)))
         self.reasoner = ReasonerSettings(min_baseline_ticks=warmup, min_storm_baseline_ticks=warmup)
         self.warmup = warmup
         self.luts: dict = {}
