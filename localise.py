@@ -114,7 +114,13 @@ class Localiser:
                 continue
             t = self.table(dims)
             drop, z = _z(t["n"], t["x"], t["nb"], t["xb"])
-            by_z = (t["n"] >= s.min_payments) & (t["nb"] >= s.min_baseline_payments) & (drop >= s.min_drop) & (z >= s.min_z)
+            # a shift every slice shares (declines rise at night) is nobody's incident: judge the excess over the
+            # median slice's drop, which one failing slice cannot move
+            measured = (t["n"] >= s.min_payments) & (t["nb"] >= s.min_baseline_payments)
+            shift = max(0.0, float(np.median(drop[measured]))) if measured.sum() >= 3 else 0.0
+            z = z * np.where(drop > 0, np.maximum(drop - shift, 0) / np.where(drop > 0, drop, 1), 1)
+            drop = drop - shift
+            by_z = measured & (drop >= s.min_drop) & (z >= s.min_z)
             # a thin slice: its evidence crossed the threshold and its window is still clearly down
             by_seq = ((t["ev"] >= self.threshold) & (drop >= s.min_drop) & (z >= s.seq_min_z)
                       if self.threshold is not None else np.zeros_like(by_z))
@@ -171,6 +177,8 @@ class Localiser:
             j = int(np.argmax(lost))
             share = lost[j] / max(g.lost, lost.sum())
             child = self.segment(((d, i), (e, j)))
+            if child.n == g.n and child.n_base == g.n_base:
+                continue                               # the same payments (upi_collect is all upi): no refinement
             if share >= self.s.explain_share and self._healthy(self._rest(g, child), child.base_rate - child.rate):
                 if best is None or share > best[0]:
                     best = (share, child)
@@ -184,11 +192,19 @@ class Localiser:
                 return parent
         return None
 
+    def nested(self, g: Segment) -> Segment | None:
+        """A pair whose one value lies inside the other (upi_collect is always upi) is just the inner value."""
+        for k in range(2):
+            single = self.segment(((g.dims[k], g.codes[k]),))
+            if single.n == g.n and single.n_base == g.n_base:
+                return single
+        return None
+
     def resolve(self, g: Segment) -> Segment:
         seen = set()
         while g.key not in seen:
             seen.add(g.key)
-            nxt = self.refine(g) if len(g.dims) == 1 else self.generalise(g)
+            nxt = self.refine(g) if len(g.dims) == 1 else (self.nested(g) or self.generalise(g))
             if nxt is None:
                 return g
             g = nxt
