@@ -227,6 +227,10 @@ def name(g: Segment, loc: Localiser, s: LocaliseSettings) -> tuple[Cause, dict[s
         if len(bad) >= 2:
             notes.append(f"bad on {', '.join(u.processor_names[p] for p in bad)}: every measured processor")
             return Cause.ISSUER_OUTAGE, target, notes
+        if len(bad) == 1 and t["n"][i, bad[0]] >= 0.95 * t["n"][i].sum():
+            # all of the issuer goes through one processor: as far as the data shows, that path fails
+            notes.append(f"only measured on {u.processor_names[bad[0]]}: the other processors are too thin to compare")
+            return Cause.ISSUER_DEGRADATION, {**target, "processor": u.processor_names[bad[0]]}, notes
     return Cause.SEGMENT_DEGRADATION, target, notes
 
 

@@ -43,8 +43,10 @@ def ticks_in_order(ts: np.ndarray, origin_us: int, tick_us: int, chunk: int = 1 
     return True
 
 
-def number_attempts(ts: np.ndarray, pid: np.ndarray, has_pid: np.ndarray) -> np.ndarray:
-    """Each row's attempt number within its payment, by time; equal times keep the file's order.
+def number_attempts(ts: np.ndarray, pid: np.ndarray, has_pid: np.ndarray,
+                    hard: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each row's attempt number within its payment, by time; equal times keep the file's order; and, given
+    each row's hard-decline flag, whether the payment's previous attempt was a hard decline.
 
     ts [5, 1, 9, 3], pid [7, 7, 8, 7] -> [3, 1, 1, 2]. pid is a 64-bit hash of the payment id
     (a collision among ten million ids has odds of about 3 in a million); rows without one are 1.
@@ -67,7 +69,16 @@ def number_attempts(ts: np.ndarray, pid: np.ndarray, has_pid: np.ndarray) -> np.
     out = np.empty(n, np.int16)
     out[order] = np.minimum(rank, 32767)
     out[~has_pid] = 1
-    return out
+    prev_hard = None
+    if hard is not None:
+        sorted_hard = hard[order]
+        shifted = np.zeros(n, bool)
+        shifted[1:] = sorted_hard[:-1]
+        shifted[rank == 1] = False                   # a payment's first attempt retries nothing
+        prev_hard = np.empty(n, bool)
+        prev_hard[order] = shifted
+        prev_hard[~has_pid] = False
+    return out, prev_hard
 
 
 def floats(arr, dtype=np.float64) -> np.ndarray:

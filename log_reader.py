@@ -97,6 +97,7 @@ class LogTick:
     latency_ms: np.ndarray         # float32, NaN when missing
     amount: np.ndarray             # float64 major units, NaN when missing
     fee: np.ndarray                # float64, NaN when missing
+    prev_hard: np.ndarray | None = None   # bool: the payment's previous attempt was a hard decline (a forbidden retry)
 
     def __len__(self) -> int:
         return len(self.count)
@@ -221,20 +222,23 @@ class LogSource:
         self.code_class: list[CodeClass] = []
         self._code_index: dict[str, int] = {}
         self._class_lut = np.zeros(0, dtype=np.int8)
-        ts, pid, has_pid, self.rows = self._survey(kind, rank)
+        self._with_hard = rank and plan.column("code") is not None
+        ts, pid, has_pid, hard, self.rows = self._survey(kind, rank)
         if self.rows.used == 0:
             raise LogError(f"{self.path}: no usable rows ({self.rows.summary()})")
         self._set_time_axis(ts)
         self._in_order = ticks_in_order(ts, self._origin_us, self._tick_us)
         self._rank_in_sql = rank and not self._in_order
-        self._attempts = number_attempts(ts, pid, has_pid) if rank and self._in_order else None
+        self._attempts, self._prev_hard = (number_attempts(ts, pid, has_pid, hard) if rank and self._in_order
+                                           else (None, None))
 
     # -- opening ------------------------------------------------------------------------------
     def _survey(self, kind: str, rank: bool):
         """Every row's reject reason counted; the used rows' times (and payment-id hashes), batch by batch."""
         con, rows = self._con, RowCounts()
-        times, pids, valid = [], [], []
-        for batch in con.sql(survey_sql(self._typed, rank)).to_arrow_reader(self._settings.batch_rows * 4):
+        times, pids, valid, hards = [], [], [], []
+        for batch in con.sql(survey_sql(self._typed, rank, self._with_hard)).to_arrow_reader(
+                self._settings.batch_rows * 4):
             rows.read += batch.num_rows
             reject = batch.column("reject")
             if reject.null_count < batch.num_rows:
@@ -246,12 +250,15 @@ class LogSource:
                 pid = batch.column("pid")
                 pids.append(pid.fill_null(0).to_numpy(zero_copy_only=False))
                 valid.append(pid.is_valid().to_numpy(zero_copy_only=False))
+                if self._with_hard:
+                    hards.append(batch.column("hard").fill_null(False).to_numpy(zero_copy_only=False))
         ts = np.concatenate(times) if times else np.zeros(0, np.int64)
         del times
         rows.used = len(ts)
         pid = np.concatenate(pids) if rank and pids else None
         has_pid = np.concatenate(valid) if rank and valid else None
-        del pids, valid
+        hard = np.concatenate(hards) if hards else None
+        del pids, valid, hards
         if kind == "csv":
             kinds = {"INVALID ENCODING": Reject.CSV_ENCODING, "LINE SIZE OVER MAXIMUM": Reject.CSV_TOO_LONG}
             for error_type, n in con.execute("SELECT error_type, count(DISTINCT line) FROM csv_rejects "
@@ -264,7 +271,7 @@ class LogSource:
             rows.examples[Reject.STATUS_UNKNOWN] = [f"{str(s)[:40]!r} x{n}" for s, n in seen]
         if rows.read == 0:
             raise LogError(f"{self.path}: has a header but no rows")
-        return ts, pid, has_pid, rows
+        return ts, pid, has_pid, hard, rows
 
     def _set_time_axis(self, ts: np.ndarray) -> None:
         first, last = int(ts.min()), int(ts.max())
@@ -355,10 +362,12 @@ class LogSource:
         dims = {d: cols[f"d{i}"] for i, d in enumerate(self.dims)}
         start = _utc(self._origin_us + index * self._tick_us)
         return LogTick(index, start, dims, cols["count"], cols["approved"], cols["attempt"], cols["code"],
-                       cols["code_class"], cols["latency_ms"], cols["amount"], cols["fee"])
+                       cols["code_class"], cols["latency_ms"], cols["amount"], cols["fee"], cols.get("prev_hard"))
 
     def _empty(self) -> dict:
         out = {f"d{i}": np.zeros(0, np.int32) for i in range(len(self.dims))}
+        if self._with_hard:
+            out["prev_hard"] = np.zeros(0, bool)
         out.update(count=np.zeros(0, np.int64), approved=np.zeros(0, np.int64), attempt=np.zeros(0, np.int16),
                    code=np.zeros(0, np.int32), code_class=np.zeros(0, np.int8),
                    latency_ms=np.zeros(0, np.float32), amount=np.zeros(0, np.float64), fee=np.zeros(0, np.float64))
@@ -391,6 +400,10 @@ class LogSource:
                         else np.ones(n, np.int16))
                 attempt = np.where(attempt > 0, attempt, fill).astype(np.int16)
             cls[(cls == _UNKNOWN) & (outcome == OUTCOME_CODE[Outcome.FAILED])] = _TECHNICAL
+            if self._with_hard:
+                given_prev = col("prev_hard")
+                out["prev_hard"] = (self._prev_hard[offset:offset + n] if self._prev_hard is not None
+                                    else given_prev.fill_null(False).to_numpy(zero_copy_only=False)).astype(bool)
             code = np.where(all_approved, -1, code).astype(np.int32)
         cls[all_approved] = _APPROVED
         out.update(count=count.astype(np.int64), approved=approved.astype(np.int64), attempt=attempt, code=code,

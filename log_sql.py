@@ -9,9 +9,11 @@ optional measurement (latency, amount, fee: text, NaN, Infinity) becomes NULL, r
 """
 from __future__ import annotations
 
+from decline_codes import DECLINE_TABLE, CodeClass
 from log_formats import Outcome, ReadPlan, Shape
 
 OUTCOME_CODE = {o: i for i, o in enumerate(Outcome)}   # TINYINT stored per row
+HARD_CODES_TEXT = tuple(sorted(c for c, k in DECLINE_TABLE.items() if k is CodeClass.HARD))   # never to be retried
 
 # ISO 4217 minor-unit exponents other than 2 (amounts in minor units are divided by 10**exp).
 ZERO_DECIMAL = ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
@@ -155,6 +157,12 @@ def typed_select_sql(plan: ReadPlan, types: dict[str, str], source: str, zones: 
                    f"WHEN outcome = {OUTCOME_CODE[Outcome.NO_OUTCOME]} THEN {quote_literal(Reject.NO_OUTCOME)}"]
         if plan.column("payment_id"):
             cols.append(f"nullif(trim({_text(plan.column('payment_id'), types)}), '') AS payment_id")
+        if code:
+            norm = f"lower(trim({_text(code, types)}))"
+            exact = ", ".join(quote_literal(c) for c in HARD_CODES_TEXT)
+            heads = ", ".join(quote_literal(c) for c in HARD_CODES_TEXT if len(c) == 2 and c.isalnum())
+            cols.append(f"coalesce({norm} IN ({exact}) OR split_part(replace({norm}, ':', ' '), ' ', 1) IN ({heads}), "
+                        "false) AS hard")
         if plan.column("attempt"):
             a = _double(plan.column("attempt"), types)
             cols.append(f"CAST(CASE WHEN {a} IS NOT NULL THEN least(greatest(round({a}), 1), 32767) END AS SMALLINT) "
@@ -163,10 +171,12 @@ def typed_select_sql(plan: ReadPlan, types: dict[str, str], source: str, zones: 
     return f"SELECT *, {reject} FROM (SELECT {', '.join(cols)} FROM {source})"
 
 
-def survey_sql(typed: str, with_payment_hash: bool) -> str:
-    """The first pass: each row's time and reject reason (and a hash of its payment id, to number attempts)."""
+def survey_sql(typed: str, with_payment_hash: bool, with_hard: bool = False) -> str:
+    """The first pass: each row's time and reject reason (and a hash of its payment id, to number attempts, and
+    whether it was a hard decline, so the next attempt of the payment is known to retry one)."""
     pid = ", CASE WHEN payment_id IS NOT NULL THEN hash(payment_id) END AS pid" if with_payment_hash else ""
-    return f"SELECT ts, reject{pid} FROM ({typed})"
+    hard = ", hard" if with_payment_hash and with_hard else ""
+    return f"SELECT ts, reject{pid}{hard} FROM ({typed})"
 
 
 def tick_stream_sql(plan: ReadPlan, typed: str, origin_us: int, tick_us: int, in_order: bool,
@@ -189,6 +199,9 @@ def tick_stream_sql(plan: ReadPlan, typed: str, origin_us: int, tick_us: int, in
         rank = ("CASE WHEN payment_id IS NOT NULL THEN least(row_number() OVER (PARTITION BY payment_id "
                 "ORDER BY ts, n), 32767) END" if rank_in_sql and plan.column("payment_id") else "NULL")
         cols.append(f"CAST(coalesce({given}, {rank}) AS SMALLINT) AS attempt")
+        if plan.column("payment_id") and plan.column("code"):
+            cols.append("lag(hard) OVER (PARTITION BY payment_id ORDER BY ts, n) AS prev_hard" if rank_in_sql
+                        else "NULL::BOOLEAN AS prev_hard")
     source = f"(SELECT *, row_number() OVER () AS n FROM ({typed}))" if rank_in_sql else f"({typed})"
     order = "" if in_order else " ORDER BY tick"
     return f"SELECT {', '.join(cols)} FROM {source} WHERE reject IS NULL{order}"

@@ -77,8 +77,9 @@ def to_attempts(tick, universe: DataUniverse, luts: dict, vocab: dict) -> Attemp
     latency = tick.latency_ms.astype(np.float64)
     if bool((count == 1).all()):                                  # one row per attempt: no weights needed
         ok = approved == 1
+        hard = None if tick.prev_hard is None else tick.prev_hard & (tick.attempt > 1)
         return Attempts(tick.index, dims, tick.attempt, np.where(ok, _APPROVED, cls), fee, amount * ok,
-                        None, latency, None, int((tick.attempt == 1).sum()))
+                        None, latency, hard, int((tick.attempt == 1).sum()))
     a, d = approved > 0, declined > 0
     join = lambda x, y: np.concatenate([x[a], y[d]])
     share = np.where(count > 0, approved / np.maximum(count, 1), 0.0)

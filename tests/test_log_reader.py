@@ -322,5 +322,13 @@ def test_attempt_numbers_whatever_the_file_order(tmp_path, minutes):
 
 def test_number_attempts_example():
     from log_columns import number_attempts as _number_attempts
-    got = _number_attempts(np.array([5, 1, 9, 3]), np.array([7, 7, 8, 7], np.uint64), np.array([1, 1, 1, 1], bool))
-    assert got.tolist() == [3, 1, 1, 2]
+    got, prev = _number_attempts(np.array([5, 1, 9, 3]), np.array([7, 7, 8, 7], np.uint64), np.array([1, 1, 1, 1], bool))
+    assert got.tolist() == [3, 1, 1, 2] and prev is None
+
+
+def test_previous_hard_decline_example():
+    from log_columns import number_attempts as _number_attempts
+    # payment 7: t1 hard decline, t3 soft, t5 ...; payment 8: one attempt, itself hard
+    _, prev = _number_attempts(np.array([5, 1, 9, 3]), np.array([7, 7, 8, 7], np.uint64), np.array([1, 1, 1, 1], bool),
+                               np.array([False, True, True, False]))
+    assert prev.tolist() == [False, False, False, True]     # only t3 follows a hard decline of its own payment
