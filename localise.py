@@ -25,8 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_universe import ALL, OTHER
 from formatting import pct
 from reasoner import Cause, Hypothesis, make_target
+
+POOLED = (OTHER, ALL)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class LocaliseSettings:
                                      # below it, z < 3) is healthy
     explain_share: float = 0.7       # a child holding this share of its parent's lost approvals explains it
     min_peer_payments: int = 60      # the rest of a parent below this is too thin to call healthy or bad
-    seq_min_z: float = 2.5           # a slice flagged by sequential evidence must still be down in the window
+    seq_min_z: float = 2.5           # a slice flagged by sequential evidence must still be down in the window ...
+    seq_min_payments: int = 5        # ... on at least this many first attempts (two failures prove nothing)
     min_recent_payments: int = 50    # the latest tick overrules the window (a fault that has passed) with this many
     max_hypotheses: int = 8
 
@@ -121,17 +125,29 @@ class Localiser:
             z = z * np.where(drop > 0, np.maximum(drop - shift, 0) / np.where(drop > 0, drop, 1), 1)
             drop = drop - shift
             by_z = measured & (drop >= s.min_drop) & (z >= s.min_z)
-            # a thin slice: its evidence crossed the threshold and its window is still clearly down
+            # a slice too thin for one window: its evidence over several crossed the threshold, and its window
+            # is still clearly down (a slice with volume is judged on its window alone)
             by_seq = ((t["ev"] >= self.threshold) & (drop >= s.min_drop) & (z >= s.seq_min_z)
+                      & (t["n"] < s.min_payments) & (t["n"] >= s.seq_min_payments)
                       if self.threshold is not None else np.zeros_like(by_z))
             last = self.snap.last.marginal(dims)
             n_last, x_last = last["payments"], last["first_approvals"]
             with np.errstate(divide="ignore", invalid="ignore"):
                 passed = (n_last >= s.min_recent_payments) & (
                     t["xb"] / np.maximum(t["nb"], 1) - x_last / np.maximum(n_last, 1) < s.healthy_drop)
-            for ix in zip(*np.nonzero((by_z | by_seq) & ~passed)):
+            keep = (by_z | by_seq) & ~passed & ~self._pooled(dims)
+            for ix in zip(*np.nonzero(keep)):
                 out.append(self.segment(tuple(zip(dims, (int(i) for i in ix)))))
         return sorted(out, key=lambda g: (-g.lost, g.key))
+
+    def _pooled(self, dims: tuple[str, ...]) -> np.ndarray:
+        """Cells holding a pooled or absent value ('(other)', '(all)'): not an entity anyone can act on."""
+        u = self.snap.universe
+        marks = [np.array([n in POOLED for n in u.names(d)]) for d in dims]
+        out = marks[0]
+        for m in marks[1:]:
+            out = out[..., None] | m
+        return out
 
     def explained_by(self, g: Segment, root: Segment) -> bool:
         """Could `root` account for most of g's lost approvals? Shared values: yes. Otherwise g and root overlap at
@@ -144,7 +160,10 @@ class Localiser:
                 if gd == rd:
                     return False                           # the same dimension, another value: disjoint
                 bound = min(bound, self.segment(((gd, gc), (rd, rc))).lost)
-        return bound >= self.s.explain_share * g.lost
+        # what is left of g's loss once the most the root could hold is taken away: still a material, clear drop?
+        left = max(0.0, g.lost - bound) / max(g.n, 1)
+        se = np.sqrt(max(g.base_rate * (1 - g.base_rate), 0.01) / max(g.n, 1))
+        return bound >= self.s.explain_share * g.lost or left < self.s.min_drop or left / se < self.s.min_z
 
     def _rest(self, parent: Segment, child: Segment) -> Segment:
         return Segment(parent.dims, parent.codes, parent.n - child.n, parent.x - child.x, parent.n_base - child.n_base,
@@ -242,18 +261,26 @@ def confidence(g: Segment, s: LocaliseSettings, threshold: float | None) -> floa
 
 
 def detect_segments(snap, s: LocaliseSettings = LocaliseSettings(), threshold: float | None = None,
-                    known: tuple[dict[str, str], ...] = ()) -> list[Hypothesis]:
+                    explained: tuple[dict[str, str], ...] = (),
+                    recent: tuple[dict[str, str], ...] = ()) -> list[Hypothesis]:
     """The smallest segments that explain the drops of this snapshot, as hypotheses, most approvals lost first.
-    `known`: targets another detector already named (a slow processor): what they explain is not named again."""
+
+    explained: targets another detector already named (a slow processor): nothing they explain is named.
+    recent: segments named in recent ticks: they are named again while they fail, and what they explain is not.
+    """
     loc = Localiser(snap, s, threshold)
     u = snap.universe
-    given = [loc.segment(tuple((d, u.index(d, v)) for d, v in t.items())) for t in known]
+    as_segments = lambda targets: [loc.segment(tuple((d, u.index(d, v)) for d, v in t.items()))  # noqa: E731
+                                   for t in targets]
+    other, own = as_segments(explained), as_segments(recent)
     named: list[Segment] = []
     for g in loc.flagged():
-        if any(loc.explained_by(g, r) for r in given + named):
+        if any(loc.explained_by(g, r) for r in other + named):
             continue                                   # part of a segment already named
+        if any(loc.explained_by(g, r) for r in own) and not any(g.key == r.key for r in own):
+            continue                                   # part of a segment named lately (which, itself, may stay)
         root = loc.resolve(g)
-        if any(set(root.key) & set(r.key) for r in given + named):
+        if any(set(root.key) & set(r.key) for r in other + named):
             continue
         named.append(root)
         if len(named) >= s.max_hypotheses:

@@ -13,6 +13,7 @@ Never decides or acts, and never sees faults: only what the traffic shows.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -106,6 +107,8 @@ class SliceStats:
         return self._ratio(self.fees, self.approvals)
 
 
+_VIEW_CHOICE: dict[tuple, int | None] = {}      # (views' dims, dims wanted) -> the index of the smallest view that fits
+
 _COUNT_FIELDS = ("attempts", "approvals", "payments", "first_approvals", "retries", "retry_approvals",
                  "late_retries", "late_retry_approvals")
 
@@ -120,7 +123,7 @@ class View:
 
     @property
     def cells(self) -> int:
-        return int(np.prod(self.counts.shape[:-2], dtype=np.int64))
+        return math.prod(self.counts.shape[:-2])
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,8 +146,12 @@ class Stats:
 
     def view_for(self, keep: tuple[str, ...] | set[str]) -> View | None:
         """The smallest view holding every one of these dimensions (None when no view does)."""
-        fits = [v for v in self.views if set(keep) <= set(v.dims)]
-        return min(fits, key=lambda v: v.cells) if fits else None
+        key = (tuple(v.dims for v in self.views), frozenset(keep))
+        if key not in _VIEW_CHOICE:
+            fits = [(v.cells, k) for k, v in enumerate(self.views) if key[1] <= set(v.dims)]
+            _VIEW_CHOICE[key] = min(fits)[1] if fits else None
+        k = _VIEW_CHOICE[key]
+        return None if k is None else self.views[k]
 
     def _marginal(self, keep: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Every SliceStats field as an array over the kept dimensions (in the view's order), e.g. ("issuer",) ->

@@ -7,6 +7,9 @@ and the sum is floored at zero (Page's CUSUM):
 
     S_t = max(0, S_{t-1} + x log(p1/p0) + (n - x) log((1 - p1)/(1 - p0)))
 
+Two changes make it forget a recovered slice quickly: a tick's evidence of health counts
+`recovery` times over, and S never exceeds twice the threshold.
+
 with n first attempts, x approvals, p0 the slice's baseline rate (shrunk towards the
 whole traffic's rate by `prior` pseudo-attempts, so a thin baseline cannot claim 100%) and
 p1 = p0 - drop. A slice whose rate stays within about drop/2 of its baseline drifts back to
@@ -28,6 +31,8 @@ class SequentialSettings:
     prior: float = 50.0           # pseudo-attempts at the whole traffic's rate added to every slice's baseline
     threshold: float = 16.0       # ln of the likelihood ratio that counts as evidence (e^16: thousands of slices
                                   # are tested every tick, so a false alarm must be rarer than one in millions)
+    recovery: float = 4.0         # evidence of health counts this many times over, and S stops at 2 x threshold:
+                                  # a slice that recovered stops being flagged within minutes, not hours
     min_baseline: int = 30        # first attempts a slice's baseline needs before it is tested at all
 
 
@@ -42,4 +47,5 @@ def cusum_step(s: np.ndarray, n: np.ndarray, x: np.ndarray, p0: np.ndarray, cfg:
     p0 = np.clip(p0, 0.02, 0.995)
     p1 = np.clip(p0 - cfg.drop, 0.01, None)
     llr = x * np.log(p1 / p0) + (n - x) * np.log((1 - p1) / (1 - p0))
-    return np.where(tested, np.maximum(0.0, s + llr), 0.0)
+    llr = np.where(llr < 0, cfg.recovery * llr, llr)
+    return np.where(tested, np.clip(s + llr, 0.0, 2 * cfg.threshold), 0.0)

@@ -125,8 +125,10 @@ class ShadowRun:
             found += latency
         slow = tuple({"processor": self.universe.processor_names[p]} for p in sorted(spiking))
         # what was named within the window still explains what the window remembers of it
-        recent = tuple(dict(t) for t, k in self.recent.items() if snap.tick - k <= self.observer.settings.window_ticks)
-        found += detect_segments(snap, self.settings.localise, self.settings.sequential.threshold, known=slow + recent)
+        memory = max(self.observer.settings.window_ticks, self.tracker.close_after)
+        recent = tuple(dict(t) for t, k in self.recent.items() if snap.tick - k <= memory)
+        found += detect_segments(snap, self.settings.localise, self.settings.sequential.threshold, explained=slow,
+                                 recent=recent)
         if self.has_attempts:
             found += detect_storms(snap, self.reasoner)
         return sorted(found, key=lambda h: -h.confidence)
