@@ -81,8 +81,38 @@ def issuer_chart(issuers: list[dict] | None) -> alt.Chart:
 
 
 def trend_frame(trend: list[dict] | None) -> pd.DataFrame:
-    cols = ["tick", "success_rate", "first_attempt_success_rate", "baseline_success_rate"]
-    return pd.DataFrame([{c: t.get(c) for c in cols} for t in trend or []], columns=cols)
+    cols = ["tick", "time", "success_rate", "first_attempt_success_rate", "baseline_success_rate"]
+    df = pd.DataFrame([{c: t.get(c) for c in cols} for t in trend or []], columns=cols)
+    df["time"] = pd.to_datetime(df["time"], utc=True, errors="coerce")
+    return df
+
+
+def _x(trend: list[dict] | None) -> tuple[str, str]:
+    """The time axis: a replay's own timestamps when the trend carries them, else ticks."""
+    rows = trend or []
+    return ("time:T", "time (UTC, from the data)") if rows and all(t.get("time") for t in rows) else ("tick:Q", "tick")
+
+
+def incidents_frame(incidents: list[dict] | None) -> pd.DataFrame:
+    cols = ["id", "start", "end", "cause", "where", "confidence", "attempts", "lost (est.)", "recommendation"]
+    rows = [{"id": i.get("id"), "start": i.get("start"), "end": i.get("end") or "open", "cause": i.get("cause"),
+             "where": text.target_text(i.get("target")), "confidence": i.get("confidence"),
+             "attempts": i.get("affected_attempts"), "lost (est.)": i.get("approvals_lost_est"),
+             "recommendation": text.advice_text(i.get("recommendation"))} for i in incidents or []]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def incident_markers(incidents: list[dict] | None) -> pd.DataFrame:
+    """Rules at each incident's start (detected) and end, on the data's time axis."""
+    rows = []
+    for i in incidents or []:
+        what = f"{i.get('id')} {str(i.get('cause', '?')).replace('_', ' ')} at {text.target_text(i.get('target'))}"
+        rows.append({"time": i.get("start"), "event": "detected", "label": what})
+        if i.get("end"):
+            rows.append({"time": i["end"], "event": "restored", "label": f"{what} ended"})
+    df = pd.DataFrame(rows, columns=["time", "event", "label"])
+    df["time"] = pd.to_datetime(df["time"], utc=True, errors="coerce")
+    return df.dropna(subset=["time"])
 
 
 def markers(trend: list[dict] | None, actions: list[dict] | None) -> pd.DataFrame:
@@ -109,29 +139,35 @@ def markers(trend: list[dict] | None, actions: list[dict] | None) -> pd.DataFram
     return df[(df["tick"] >= min(ticks)) & (df["tick"] <= max(ticks))].reset_index(drop=True)
 
 
-def _rules(marks: pd.DataFrame) -> alt.Chart:
+def _rules(marks: pd.DataFrame, x: str = "tick:Q") -> alt.Chart:
     events = [e for e in EVENT_COLORS if e in set(marks["event"])] or ["detected"]
     return alt.Chart(marks).mark_rule(strokeWidth=2, opacity=0.8).encode(
-        x="tick:Q", color=alt.Color("event:N", scale=alt.Scale(domain=events, range=[EVENT_COLORS[e] for e in events]),
-                                    legend=alt.Legend(title=None, orient="bottom", columns=3, labelLimit=220)),
+        x=x, color=alt.Color("event:N", scale=alt.Scale(domain=events, range=[EVENT_COLORS[e] for e in events]),
+                             legend=alt.Legend(title=None, orient="bottom", columns=3, labelLimit=220)),
         strokeDash=alt.condition(alt.datum.event == "detected", alt.value([4, 3]), alt.value([1, 0])),
-        tooltip=["tick:Q", "event:N", "label:N"])
+        tooltip=[x, "event:N", "label:N"])
 
 
-def success_trend_chart(trend: list[dict] | None, actions: list[dict] | None) -> alt.LayerChart:
-    """Success and first-attempt rates per tick, the baseline dashed, detections and actions as rules."""
+def success_trend_chart(trend: list[dict] | None, actions: list[dict] | None,
+                        incidents: list[dict] | None = None) -> alt.LayerChart:
+    """Success and first-attempt rates per tick, the baseline dashed, detections and actions as rules; a replay
+    on its own time axis, with its incidents as rules."""
     df = trend_frame(trend)
+    x, title = _x(trend)
     names = {"success_rate": "success rate", "first_attempt_success_rate": "first attempt",
              "baseline_success_rate": "baseline"}
-    long = df.rename(columns=names).melt("tick", list(names.values()), var_name="series", value_name="rate").dropna()
+    key = x.split(":")[0]
+    long = df.drop(columns=["time" if key == "tick" else "tick"]).rename(columns=names).melt(
+        key, list(names.values()), var_name="series", value_name="rate").dropna()
+    marks = incident_markers(incidents) if key == "time" else markers(trend, actions)
     lines = alt.Chart(long).mark_line().encode(
-        x=alt.X("tick:Q", title="tick"), y=alt.Y("rate:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
-                                                 title="success rate (last window)"),
+        x=alt.X(x, title=title), y=alt.Y("rate:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
+                                         title="success rate (last window)"),
         color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()), range=["#1f77b4", "#aec7e8", "#555555"]),
                         legend=alt.Legend(orient="top", title=None)),
         strokeDash=alt.condition(alt.datum.series == "baseline", alt.value([5, 4]), alt.value([1, 0])),
-        tooltip=["tick:Q", "series:N", alt.Tooltip("rate:Q", format=".1%")])
-    return (alt.layer(lines, _rules(markers(trend, actions))).resolve_scale(color="independent", strokeDash="independent")
+        tooltip=[x, "series:N", alt.Tooltip("rate:Q", format=".1%")])
+    return (alt.layer(lines, _rules(marks, x)).resolve_scale(color="independent", strokeDash="independent")
             .properties(height=CHART_HEIGHT))
 
 

@@ -18,10 +18,14 @@ def age_text(seconds: float) -> str:
 
 
 def agent_status(status: dict | None, age_s: float | None, stale_after: float = STALE_AFTER_S) -> tuple[str, str]:
-    """(label, detail): running, paused, stale, finished, stopped or waiting."""
+    """(label, detail): running, paused, stale, finished, stopped or waiting (a replay: replaying or replayed)."""
     if not status:
         return "waiting", "no status.json yet"
     state = status.get("state", "unknown")
+    if status.get("mode") == "shadow":
+        src = (status.get("source") or {}).get("file", "a log")
+        when = status.get("time") or "?"
+        return ("replayed" if state == "finished" else "replaying"), f"shadow mode, {src}, data time {when}"
     if state in ("finished", "stopped"):
         who = "the run.py demo" if status.get("mode") == "run" else "the worker"
         return state, f"{who} {state} at tick {status.get('tick')}"
@@ -163,3 +167,33 @@ def make_command(kind: str, by: str, issued_at: str, action: dict | None = None)
         if kind == "approve":
             cmd["params_hash"] = action["params_hash"]
     return cmd
+
+
+def advice_text(rec: dict | None) -> str:
+    """A shadow-mode recommendation in a line: 'reroute to beacon (automatic, risk 0.41)', or 'none'."""
+    if not rec:
+        return "none"
+    to = (rec.get("params") or {}).get("to_processor")
+    gate = "needs approval" if rec.get("requires_human_approval") else "automatic"
+    return f"{rec.get('action')}{' to ' + str(to) if to else ''} ({gate}, risk {rec.get('risk', 0):.2f})"
+
+
+def incident_lines(inc: dict) -> list[str]:
+    """What a payment-ops engineer reads to understand one incident: where, since when, how large, why, what to do."""
+    lines = [f"{str(inc.get('cause', '?')).replace('_', ' ')} at {target_text(inc.get('target'))}, "
+             f"from {inc.get('start')} to {inc.get('end') or 'the end of the data (still open)'}",
+             f"{inc.get('affected_attempts', 0):,} first attempts affected, ~{inc.get('approvals_lost_est', 0):,.0f} "
+             f"approvals lost against the slice's own baseline; confidence {inc.get('confidence', 0):.2f}"]
+    lines += [f"evidence: {e}" for e in inc.get("evidence") or []]
+    lines += [f"also named as {str(a.get('cause')).replace('_', ' ')} at {target_text(a.get('target'))} "
+              f"({a.get('ticks')} ticks)" for a in inc.get("also_named") or []]
+    rec = inc.get("recommendation")
+    if rec:
+        lines.append(f"recommendation: {advice_text(rec)}, {rec.get('action')} {target_text(rec.get('target'))} "
+                     f"{rec.get('params')}; expected {expected_text(rec.get('expected'))}")
+        lines += [f"why: {r}" for r in rec.get("reasons") or []]
+    else:
+        lines.append(f"no recommendation: {inc.get('no_recommendation_reason') or 'none'}")
+    if inc.get("note"):
+        lines.append(f"note ({inc['note'].get('source')}): {inc['note'].get('text')}")
+    return lines

@@ -219,11 +219,28 @@ class Localiser:
                 return single
         return None
 
+    def narrow(self, g: Segment) -> Segment | None:
+        """A pair (upi on payu) whose loss sits in a value nested inside one of its values (upi_collect, always upi)
+        is that narrower pair (upi_collect on payu), the rest of it healthy."""
+        for k in range(2):
+            (d, i), (e, j) = g.key[k], g.key[1 - k]
+            for f in self.dims:
+                if f in (d, e) or self.snap.window.view_for((d, f)) is None or self.snap.window.view_for((f, e)) is None:
+                    continue
+                inner, single = self.table((d, f)), self.table((f,))
+                nested = (inner["n"][i] == single["n"]) & (inner["nb"][i] == single["nb"]) & (single["nb"] > 0)
+                for q in np.flatnonzero(nested):
+                    child = self.segment(((f, int(q)), (e, j)))
+                    if child.lost >= self.s.explain_share * g.lost and self._healthy(
+                            self._rest(g, child), child.base_rate - child.rate):
+                        return child
+        return None
+
     def resolve(self, g: Segment) -> Segment:
         seen = set()
         while g.key not in seen:
             seen.add(g.key)
-            nxt = self.refine(g) if len(g.dims) == 1 else (self.nested(g) or self.generalise(g))
+            nxt = self.refine(g) if len(g.dims) == 1 else (self.nested(g) or self.narrow(g) or self.generalise(g))
             if nxt is None:
                 return g
             g = nxt
@@ -277,7 +294,7 @@ def detect_segments(snap, s: LocaliseSettings = LocaliseSettings(), threshold: f
     for g in loc.flagged():
         if any(loc.explained_by(g, r) for r in other + named):
             continue                                   # part of a segment already named
-        if any(loc.explained_by(g, r) for r in own) and not any(g.key == r.key for r in own):
+        if any(loc.explained_by(g, r) for r in own) and not any(set(g.key) == set(r.key) for r in own):
             continue                                   # part of a segment named lately (which, itself, may stay)
         root = loc.resolve(g)
         if any(set(root.key) & set(r.key) for r in other + named):
