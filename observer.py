@@ -126,13 +126,35 @@ class View:
         return math.prod(self.counts.shape[:-2])
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where each view's cells sit in one packed array, so a tick's views add, subtract and test as one array."""
+    dims: tuple[tuple[str, ...], ...]
+    shapes: tuple[tuple[int, ...], ...]       # the value sizes of each view
+    offsets: tuple[int, ...]
+    cells: int
+
+
 @dataclass(frozen=True, eq=False)
 class Stats:
-    """Summed cubes over a span of ticks."""
-    views: tuple[View, ...]
+    """Summed cubes over a span of ticks: every view packed in counts [cells, A, C], fees and amount [cells, A]."""
+    layout: Layout
+    packed_counts: np.ndarray
+    packed_fees: np.ndarray
+    packed_amount: np.ndarray
     latency_hist: np.ndarray     # [P, bins]
     ticks: int
     hard_retries: np.ndarray     # [M] retries of a hard decline (Visa category 1: never to be retried)
+
+    @cached_property
+    def views(self) -> tuple[View, ...]:
+        out = []
+        for dims, shape, o in zip(self.layout.dims, self.layout.shapes, self.layout.offsets):
+            n = math.prod(shape)
+            out.append(View(dims, self.packed_counts[o:o + n].reshape(shape + self.packed_counts.shape[1:]),
+                            self.packed_fees[o:o + n].reshape(shape + self.packed_fees.shape[1:]),
+                            self.packed_amount[o:o + n].reshape(shape + self.packed_amount.shape[1:])))
+        return tuple(out)
 
     @property
     def counts(self) -> np.ndarray:
@@ -146,7 +168,7 @@ class Stats:
 
     def view_for(self, keep: tuple[str, ...] | set[str]) -> View | None:
         """The smallest view holding every one of these dimensions (None when no view does)."""
-        key = (tuple(v.dims for v in self.views), frozenset(keep))
+        key = (self.layout.dims, frozenset(keep))
         if key not in _VIEW_CHOICE:
             fits = [(v.cells, k) for k, v in enumerate(self.views) if key[1] <= set(v.dims)]
             _VIEW_CHOICE[key] = min(fits)[1] if fits else None
@@ -307,20 +329,26 @@ class Observer:
         self.views = tuple(tuple(d for d in v if d in universe.dims) for v in views)
         self.shape = tuple(universe.size(d) for d in universe.dims) + (ATTEMPT_BUCKETS,)
         self.n_codes = len(universe.code_axis.labels)
+        shapes = tuple(tuple(universe.size(d) for d in v) for v in self.views)
+        sizes = [math.prod(sh) for sh in shapes]
+        self.layout = Layout(self.views, shapes, tuple(int(x) for x in np.cumsum([0] + sizes[:-1])), sum(sizes))
+        # a view's cell of a row = its dimension codes times these strides, plus the view's offset
+        self._strides = np.zeros((len(universe.dims), len(self.views)), dtype=np.int64)
+        for k, (dims, shape) in enumerate(zip(self.views, shapes)):
+            for j, d in enumerate(dims):
+                self._strides[universe.dims.index(d), k] = math.prod(shape[j + 1:])
+        self._offsets = np.array(self.layout.offsets, dtype=np.int64)
         self._recent: deque[Stats] = deque(maxlen=settings.window_ticks + 1)
         self._blocks: deque[Stats] = deque(maxlen=settings.blocks)
         self._partial: list[Stats] = []
         self._window = self._baseline = self.empty()
         self._since_exact = 0
-        self._cusum: dict[tuple[str, ...], np.ndarray] = {}
+        self._cusum = np.zeros(self.layout.cells)
 
     def empty(self) -> Stats:
-        u = self.universe
-        views = []
-        for dims in self.views:
-            shape = tuple(u.size(d) for d in dims) + (ATTEMPT_BUCKETS,)
-            views.append(View(dims, np.zeros(shape + (self.n_codes,), dtype=np.int64), np.zeros(shape), np.zeros(shape)))
-        return Stats(tuple(views), np.zeros((self._size("processor"), N_BINS), dtype=np.int64), 0,
+        n, A, C = self.layout.cells, ATTEMPT_BUCKETS, self.n_codes
+        return Stats(self.layout, np.zeros((n, A, C), dtype=np.int64), np.zeros((n, A)), np.zeros((n, A)),
+                     np.zeros((self._size("processor"), N_BINS), dtype=np.int64), 0,
                      np.zeros(self._size("merchant"), dtype=np.int64))
 
     def _size(self, dim: str) -> int:
@@ -329,22 +357,24 @@ class Observer:
     def aggregate(self, batch: Batch | Attempts) -> Stats:
         """One tick's attempts -> one Stats, columnar (bincount over flat cell codes, one per view)."""
         at = batch if isinstance(batch, Attempts) else from_batch(batch, self.universe.code_axis.hard)
-        u, C = self.universe, self.n_codes
+        u, C, A, lay = self.universe, self.n_codes, ATTEMPT_BUCKETS, self.layout
         a = np.minimum(at.attempt, ATTEMPT_BUCKETS).astype(np.int64) - 1
-        views = []
-        for dims in self.views:
+        if len(lay.dims) == 1:                                  # one cube: its cell by mixed radix, as ever
             cell = np.zeros(len(a), dtype=np.int64)
-            for d in dims:
+            for d in lay.dims[0]:
                 cell = cell * u.size(d) + at.dims[d]
-            cell = cell * ATTEMPT_BUCKETS + a
-            shape = tuple(u.size(d) for d in dims) + (ATTEMPT_BUCKETS,)
-            ncell = int(np.prod(shape, dtype=np.int64))
-            counts = np.bincount(cell * C + at.code, weights=at.weight, minlength=ncell * C)
-            if at.weight is not None:
-                counts = np.rint(counts).astype(np.int64)
-            views.append(View(dims, counts.reshape(shape + (C,)),
-                              np.bincount(cell, weights=at.fee, minlength=ncell).reshape(shape),
-                              np.bincount(cell, weights=at.approved_amount, minlength=ncell).reshape(shape)))
+            cell = cell * A + a
+            tile = lambda x: x                                  # noqa: E731
+        else:                                                   # many views: every row's cell in each, at once
+            codes = np.stack([at.dims[d] for d in self.universe.dims], axis=1).astype(np.int64)
+            cell = ((codes @ self._strides + self._offsets) * A + a[:, None]).T.ravel()
+            tile = lambda x: np.tile(x, len(lay.dims))          # noqa: E731
+        weight = None if at.weight is None else tile(at.weight)
+        counts = np.bincount(cell * C + tile(at.code), weights=weight, minlength=lay.cells * A * C)
+        if weight is not None:
+            counts = np.rint(counts).astype(np.int64)
+        fees = np.bincount(cell, weights=tile(at.fee), minlength=lay.cells * A).reshape(lay.cells, A)
+        amount = np.bincount(cell, weights=tile(at.approved_amount), minlength=lay.cells * A).reshape(lay.cells, A)
         nP = self._size("processor")
         proc = at.dims["processor"].astype(np.int64) if "processor" in at.dims else np.zeros(len(a), dtype=np.int64)
         lat = np.zeros((nP, N_BINS), dtype=np.int64)
@@ -358,7 +388,7 @@ class Observer:
         hard = np.zeros(nM, dtype=np.int64)
         if at.hard_retry is not None and "merchant" in at.dims:
             hard = np.bincount(at.dims["merchant"][at.hard_retry], minlength=nM)
-        return Stats(tuple(views), lat, 1, hard)
+        return Stats(lay, counts.reshape(lay.cells, A, C), fees, amount, lat, 1, hard)
 
     def observe(self, batch: Batch | Attempts) -> Snapshot:
         """Running sums: the new tick joins the window, the window's oldest moves to the baseline (whole blocks at
@@ -390,27 +420,26 @@ class Observer:
         return Snapshot(batch.tick, self.universe, self._window, self._baseline, last, evidence)
 
     def _sequential(self, last: Stats) -> dict[tuple[str, ...], np.ndarray]:
-        """Each view cell's CUSUM after this tick's first attempts, against its baseline rate (which lags)."""
+        """Every view cell's CUSUM after this tick's first attempts, against its baseline rate (which lags)."""
         cfg, base = self.settings.sequential, self._baseline
         overall = base.total.first_attempt_rate or 0.0
-        for dims in self.views:
-            now, past = last.marginal(dims), base.marginal(dims)
-            p0 = baseline_rate(past["first_approvals"], past["payments"], overall, cfg.prior)
-            prev = self._cusum.get(dims, np.zeros(past["payments"].shape))
-            self._cusum[dims] = cusum_step(prev, now["payments"], now["first_approvals"], p0, cfg,
-                                           past["payments"] >= cfg.min_baseline)
-        return dict(self._cusum)
+        n_now, x_now = last.packed_counts[:, 0, :].sum(axis=-1), last.packed_counts[:, 0, 0]
+        n_base, x_base = base.packed_counts[:, 0, :].sum(axis=-1), base.packed_counts[:, 0, 0]
+        p0 = baseline_rate(x_base, n_base, overall, cfg.prior)
+        self._cusum = cusum_step(self._cusum, n_now, x_now, p0, cfg, n_base >= cfg.min_baseline)
+        lay = self.layout
+        return {dims: self._cusum[o:o + math.prod(shape)].reshape(shape)
+                for dims, shape, o in zip(lay.dims, lay.shapes, lay.offsets)}
 
 
 def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:
-    views = tuple(View(x.dims, x.counts + sign * y.counts, x.fees + sign * y.fees,
-                       x.approved_amount + sign * y.approved_amount) for x, y in zip(a.views, b.views))
-    return Stats(views, a.latency_hist + sign * b.latency_hist, a.ticks + sign * b.ticks,
-                 a.hard_retries + sign * b.hard_retries)
+    return Stats(a.layout, a.packed_counts + sign * b.packed_counts, a.packed_fees + sign * b.packed_fees,
+                 a.packed_amount + sign * b.packed_amount, a.latency_hist + sign * b.latency_hist,
+                 a.ticks + sign * b.ticks, a.hard_retries + sign * b.hard_retries)
 
 
 def sum_stats(parts: list[Stats]) -> Stats:
     """Totals over several ticks (at least one)."""
-    views = tuple(View(v.dims, sum(p.views[k].counts for p in parts), sum(p.views[k].fees for p in parts),
-                       sum(p.views[k].approved_amount for p in parts)) for k, v in enumerate(parts[0].views))
-    return Stats(views, sum(p.latency_hist for p in parts), len(parts), sum(p.hard_retries for p in parts))
+    return Stats(parts[0].layout, sum(p.packed_counts for p in parts), sum(p.packed_fees for p in parts),
+                 sum(p.packed_amount for p in parts), sum(p.latency_hist for p in parts), len(parts),
+                 sum(p.hard_retries for p in parts))

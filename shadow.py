@@ -39,7 +39,7 @@ class ShadowSettings:
     warmup_seconds: float = 6 * 3600.0  # no hypothesis before six hours of baseline ...
     warmup_share: float = 0.1           # ... or a tenth of a shorter log
     close_after_seconds: float = 300.0   # an incident nobody names for five minutes (at least two ticks) has ended
-    max_triple_cells: int = 20_000     # the issuer x processor x merchant view, when small enough, prices decisions
+    max_triple_cells: int = 2_000      # the issuer x processor x merchant view, when small enough, prices decisions
     localise: LocaliseSettings = LocaliseSettings()
     sequential: SequentialSettings = SequentialSettings()
     policy: PolicyConfig = PolicyConfig()
