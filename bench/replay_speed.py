@@ -4,8 +4,9 @@
 
 Makes one week of attempts (300 issuers, 12 processors, 40 merchants, 6 methods, two extra
 dims, a day-night volume curve, retries sharing a payment id) as Parquet and CSV, then reads
-each file in a fresh child process pinned to one core with DuckDB threads=1, and again with
-DuckDB's default threads. Each child reports its wall time from open_log to the last tick and
+each file in a fresh child process pinned to one core with DuckDB threads=1 (and again with
+DuckDB's default threads), into the observer, and through the whole shadow replay (1-minute
+ticks: 10,080 of them). Each child reports its wall time from open_log to the last tick and
 its peak RSS (VmHWM), so no allocation of the generator or of another run is counted.
 Prints measured figures; asserts nothing about speed.
 """
@@ -27,16 +28,17 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 START_US = 1_717_200_000_000_000          # 2024-06-01 00:00 UTC
-WEEK_MINUTES = 7 * 24 * 60
+DAY_MINUTES = 24 * 60
 STATUS = np.array(["approved", "declined", "failed"], dtype=object)
 CODES = np.array(["00", "05", "51", "54", "14", "91", "96", "timeout", "57"], dtype=object)
 
 
-def make_log(n: int, seed: int = 1) -> pa.Table:
+def make_log(n: int, seed: int = 1, days: int = 7) -> pa.Table:
     rng = np.random.default_rng(seed)
-    minute_hour = (np.arange(WEEK_MINUTES) / 60.0) % 24
+    minutes = days * DAY_MINUTES
+    minute_hour = (np.arange(minutes) / 60.0) % 24
     weight = 1.0 + 0.8 * np.cos(2 * np.pi * (minute_hour - 20.0) / 24.0)        # peak 20 h, trough 8 h apart: 9x
-    minute = rng.choice(WEEK_MINUTES, size=n, p=weight / weight.sum())
+    minute = rng.choice(minutes, size=n, p=weight / weight.sum())
     t_us = np.sort(START_US + minute * 60_000_000 + rng.integers(0, 60_000_000, n))
     retry = rng.random(n) < 0.12                                                 # 12% of rows retry a payment
     pid = np.cumsum(~retry) - 1
@@ -66,8 +68,8 @@ def make_log(n: int, seed: int = 1) -> pa.Table:
     })
 
 
-def write_logs(folder: Path, n: int) -> dict[str, Path]:
-    table = make_log(n)
+def write_logs(folder: Path, n: int, days: int = 7) -> dict[str, Path]:
+    table = make_log(n, days=days)
     paths = {"parquet": folder / "attempts.parquet", "csv": folder / "attempts.csv"}
     pq.write_table(table, paths["parquet"], row_group_size=1_000_000, compression="zstd")
     plain = pa.table({name: (col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col)
@@ -76,8 +78,10 @@ def write_logs(folder: Path, n: int) -> dict[str, Path]:
     return paths
 
 
-def _child(path: str, threads: int) -> None:
-    """Read one log in this fresh process and print one JSON line: rows, seconds, ticks, peak RSS."""
+def _child(path: str, threads: int, stage: str = "read") -> None:
+    """Read one log in this fresh process and print one JSON line: rows, seconds, ticks, peak RSS.
+
+    stage: read (into LogTicks), observe (and into the observer), replay (the whole shadow run)."""
     sys.path.insert(0, str(ROOT))
     if threads == 1:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})          # one core, for every library
@@ -89,9 +93,20 @@ def _child(path: str, threads: int) -> None:
                       ReaderSettings(threads=threads or None))
     t_open = time.perf_counter() - t0
     rows = ticks = 0
+    run = luts = None
+    if stage != "read":
+        from data_universe import DataUniverse
+        from shadow import ShadowRun, to_attempts
+        universe = DataUniverse.from_volumes(source.volumes())
+        run = ShadowRun(universe, source.tick_seconds, source.n_ticks)
+        luts = {}
     for tick in source.ticks():
         rows += len(tick)
         ticks += 1
+        if stage == "observe":
+            run.observer.observe(to_attempts(tick, run.universe, luts, source.vocab))
+        elif stage == "replay":
+            run.step(tick, source.vocab, str)
     seconds = time.perf_counter() - t0
     used, read = source.rows.used, source.rows.read
     source.close()
@@ -100,36 +115,38 @@ def _child(path: str, threads: int) -> None:
                       "seconds": round(seconds, 3), "peak_rss_mb": round(hwm / 1024, 1)}))
 
 
-def measure(path: Path, threads: int) -> dict:
+def measure(path: Path, threads: int, stage: str = "read") -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.replay_speed", "--child", str(path), "--threads",
-                          str(threads)], cwd=ROOT, capture_output=True, text=True, check=True)
+                          str(threads), "--stage", stage], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=7, help="the log's span (1-minute ticks: 1,440 a day)")
     parser.add_argument("--dir", default=None, help="where to write the logs (default: a temporary folder)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--stage", default="read", choices=("read", "observe", "replay"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.threads)
+        _child(args.child, args.threads, args.stage)
         return []
     with tempfile.TemporaryDirectory(prefix="replay-bench-", dir=args.dir) as tmp:
         t0 = time.perf_counter()
-        paths = write_logs(Path(tmp), args.rows)
+        paths = write_logs(Path(tmp), args.rows, args.days)
         print(f"generated {args.rows:,} attempts in {time.perf_counter() - t0:.1f} s: "
               + ", ".join(f"{k} {p.stat().st_size / 1e6:,.0f} MB" for k, p in paths.items()), flush=True)
         results = []
-        print(f"{'file':8} {'threads':>8} {'rows':>12} {'ticks':>7} {'open s':>8} {'total s':>8} "
+        print(f"{'file':8} {'stage':8} {'threads':>8} {'rows':>12} {'ticks':>7} {'open s':>8} {'total s':>8} "
               f"{'rows/s':>11} {'peak RSS MB':>12}")
         for kind, path in paths.items():
-            for threads in (1, 0):
-                r = measure(path, threads) | {"file": kind, "threads": threads or "default"}
+            for stage, threads in (("read", 1), ("read", 0), ("observe", 1), ("replay", 1)):
+                r = measure(path, threads, stage) | {"file": kind, "stage": stage, "threads": threads or "default"}
                 r["rows_per_s"] = round(r["rows"] / r["seconds"]) if r["seconds"] else 0
                 results.append(r)
-                print(f"{kind:8} {str(r['threads']):>8} {r['rows']:>12,} {r['ticks']:>7,} {r['open_s']:>8.2f} "
+                print(f"{kind:8} {stage:8} {str(r['threads']):>8} {r['rows']:>12,} {r['ticks']:>7,} {r['open_s']:>8.2f} "
                       f"{r['seconds']:>8.2f} {r['rows_per_s']:>11,} {r['peak_rss_mb']:>12,.0f}", flush=True)
         return results
 
