@@ -80,6 +80,7 @@ class ActionRecord:
     ticks_active: int = 0
     healthy_streak: int = 0                     # guard windows in a row in which the old path looked healthy
     restore_after: int = 1                      # healthy windows in a row needed before restoring (more if it flapped)
+    max_windows: int = 3                        # guard windows it may stay inconclusive (more for a thin path)
 
     def __post_init__(self) -> None:      # records rebuilt from JSON carry plain strings
         self.status, self.outcome = Status(self.status), Outcome(self.outcome)

@@ -29,6 +29,7 @@ from merchant_profiles import Universe
 from observer import Observer, ObserverSettings, Snapshot
 from reasoner import Cause, Reasoner, ReasonerSettings
 from recovery import reconcile
+from sequential import SequentialSettings
 from simulator import Batch
 
 HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
@@ -37,7 +38,8 @@ EVENT_HISTORY = 200    # hypotheses and decisions kept for the dashboard
 
 @dataclass(frozen=True)
 class AgentSettings:
-    observer: ObserverSettings = ObserverSettings()
+    # a CUSUM per issuer x processor path, so a thin path that fails hard is found within a few windows
+    observer: ObserverSettings = ObserverSettings(sequential=SequentialSettings(views=(("issuer", "processor"),)))
     reasoner: ReasonerSettings = ReasonerSettings()
     policy: PolicyConfig = PolicyConfig()
     judge: JudgeSettings = JudgeSettings()
@@ -111,7 +113,7 @@ class Agent:
             signal: LearningSignal = self.learner.signal(tick)
             decision = decide(reasoning.hypotheses, snap, signal, self.executor.view(tick),
                               self.settings.policy, self.settings.reasoner.min_payments,
-                              self.settings.judge.min_holdout / self.settings.judge.max_windows)   # decide
+                              self.settings.judge.min_holdout / self.settings.judge.max_windows_thin)   # decide
             action = self.executor.submit(decision, tick, snap, explain_decision(decision), now)  # act
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
         self._remember(result)

@@ -16,8 +16,9 @@ import numpy as np
 from control_plane import ActionType
 from guardrails import ControlView, PolicyConfig, approval_reasons, automation_reasons, capacity_reason
 from learning_policy import LearningSignal
-from observer import SliceStats, Snapshot
+from observer import Snapshot
 from reasoner import Cause, Hypothesis
+from slice_stats import SliceStats
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -
     for r_issuer, r_from, r_to in view.rerouted:
         if issuer is None and r_issuer is not None and r_from == src:
             return f"issuers are being moved off {src} one by one; their guard windows decide"
+        if r_issuer in (issuer, None) and r_from == src and (r_issuer, issuer) != (None, None):
+            return f"an active reroute already moves this traffic off {src}; what is left there is its holdout"
         if r_issuer in (issuer, None) and r_from == dst:
             return f"traffic was moved off {dst} by an active reroute; its guard window decides"
         if r_issuer in (issuer, None) and r_to == src:

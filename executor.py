@@ -22,6 +22,7 @@ from guardrails import ControlView, PolicyConfig, approval_reasons, automation_r
 from judge import JudgeSettings, judge_window, latency_matters, review
 from merchant_profiles import Universe
 from observer import Snapshot, Stats
+from slice_stats import SliceStats
 
 
 class ApprovalError(RuntimeError):
@@ -119,6 +120,7 @@ class Executor:
                 rec.action, params, rec.risk, rec.traffic_share, self.config)
             why = why or automation_reasons(self.recent_auto_actions(tick), self.paused or self.kill_switch(), self.config)
             rec.requires_human_approval = bool(why)
+            rec.max_windows = self._windows_needed(rec, snap)
             self._capture_before(rec, snap)
             if why:
                 self._event("action_pending_approval", rec, reason="; ".join(why))
@@ -201,6 +203,16 @@ class Executor:
         return self._codes({k: v for k, v in {"issuer": rec.target.get("issuer"),
                                               "processor": rec.params["from_processor"]}.items() if v})
 
+    def _windows_needed(self, rec: ActionRecord, snap: Snapshot) -> int:
+        """Guard windows a reroute's holdout needs to see min_holdout first attempts (a thin path's take longer)."""
+        j = self.judge
+        if not rec.is_reroute:
+            return j.max_windows
+        per_window = (rec.params.get("holdout", 0.0) * snap.window.slice(self._source(rec)).payments
+                      * j.guard_ticks / max(snap.window.ticks, 1))
+        needed = -(-j.min_holdout // max(per_window, 1e-9)) + 1          # one window to spare: the estimate is noisy
+        return int(min(j.max_windows_thin, max(j.max_windows, needed)))
+
     def _over_capacity(self, rec: ActionRecord, snap: Snapshot) -> str | None:
         if not rec.is_reroute:
             return None
@@ -258,13 +270,17 @@ class Executor:
 
     def _review_one(self, rec: ActionRecord, tick: int, last: Stats, urgent: bool) -> None:
         g = self.judge.guard_ticks
-        rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * self.judge.max_windows:]
+        rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * rec.max_windows:]
         rec.ticks_active += 1
         n = rec.ticks_active
         if n % g and not (urgent and n >= g):
             return                                   # not at a window boundary
         verdict, recovered = self._judge(rec, rec.guard[-g:])
         holdout_rate = dict(verdict.metrics).get("holdout_rate", 0)
+        if rec.is_reroute and rec.max_windows > self.judge.max_windows:
+            suffix = self._holdout_suffix(rec)                # a thin holdout: enough of the latest ticks to say
+            recovered = self._judge(rec, suffix)[1]
+            holdout_rate = SliceStats.sum([e["holdout"] for e in suffix]).first_attempt_rate or 0.0
         if verdict.outcome is Outcome.INCONCLUSIVE and len(rec.guard) > g:
             # too thin in one window (a small issuer's holdout): judge on every window so far instead;
             # whether the old path is healthy again stays a question about the latest window
@@ -272,12 +288,21 @@ class Executor:
         rec.verdicts = (rec.verdicts + [{"tick": tick, "outcome": verdict.outcome.value, "reason": verdict.reason,
                                          "metrics": {k: round(v, 4) for k, v in verdict.metrics}}])[-10:]
         step = review(verdict, recovered, rec.outcome, rec.is_reroute, rec.healthy_streak, rec.restore_after,
-                      n >= g * self.judge.max_windows, self.judge.max_windows,
+                      n >= g * rec.max_windows, rec.max_windows,
                       f"old path healthy again on the holdout: {100 * holdout_rate:.1f}% vs "
                       f"{100 * (rec.baseline_rate or 0):.1f}% before the fault")
         rec.outcome, rec.healthy_streak = step.outcome, step.healthy_streak
         if step.end is not None:
             self._end(rec, step.end, tick, step.reason)
+
+    def _holdout_suffix(self, rec: ActionRecord) -> list[dict]:
+        """The latest guard ticks whose holdout saw min_holdout first attempts (all of them if it never did)."""
+        seen = 0
+        for k in range(len(rec.guard) - 1, -1, -1):
+            seen += rec.guard[k]["holdout"]["payments"]
+            if seen >= self.judge.min_holdout:
+                return rec.guard[k:]
+        return rec.guard
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from actions import Outcome, Status
-from observer import SliceStats, histogram_quantiles
 from reasoner import Cause
+from slice_stats import SliceStats, histogram_quantiles
 
 
 @dataclass(frozen=True)
 class JudgeSettings:
     guard_ticks: int = 6            # one guard window: as long as the observer's "now"
     max_windows: int = 3            # inconclusive for this many windows -> roll back to the known state
+    max_windows_thin: int = 6       # a thin path's reroute, whose holdout needs longer to reach min_holdout, up to this
     min_treated: int = 150          # first attempts needed on the new path per window
     min_holdout: int = 100          # and on the holdout
     min_gain: float = 0.02          # a success-rate difference under 2 pp is noise to payment ops

@@ -25,10 +25,9 @@ import numpy as np
 from decline_codes import CodeAxis
 from sequential import SequentialSettings, baseline_rate, cusum_step
 from simulator import Batch
+from slice_stats import LAT_EDGES, N_BINS, SliceStats, histogram_quantiles
 
 ATTEMPT_BUCKETS = 3                       # attempt 1, attempt 2, attempt 3 and later
-LAT_EDGES = np.geomspace(50.0, 40_000.0, 97)  # 96 log bins, each ~7% wide
-N_BINS = len(LAT_EDGES) - 1
 DIMS = ("issuer", "processor", "merchant", "method")
 
 
@@ -56,55 +55,6 @@ class ObserverSettings:
 def pair_views(dims: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     """Every dimension alone and every pair: ('a', 'b', 'c') -> (a), (b), (c), (a, b), (a, c), (b, c)."""
     return tuple((d,) for d in dims) + tuple(combinations(dims, 2))
-
-
-@dataclass(frozen=True)
-class SliceStats:
-    """Totals of one slice over a span of ticks; rates are None when nothing was seen."""
-    attempts: int
-    approvals: int
-    payments: int                # first attempts: payments that started in the span
-    first_approvals: int
-    retries: int
-    retry_approvals: int
-    late_retries: int            # attempt 3 and later
-    late_retry_approvals: int
-    fees: float
-    approved_amount: float
-
-    @classmethod
-    def sum(cls, parts) -> "SliceStats":
-        """Totals over several slices or ticks; parts are SliceStats or their dicts (as guard windows keep them)."""
-        rows = [p if isinstance(p, dict) else p.__dict__ for p in parts]
-        return cls(**{k: sum(r[k] for r in rows) for k in cls.__dataclass_fields__})
-
-    @staticmethod
-    def _ratio(a: float, b: float) -> float | None:
-        return a / b if b else None
-
-    @property
-    def success_rate(self) -> float | None:
-        return self._ratio(self.approvals, self.attempts)
-
-    @property
-    def first_attempt_rate(self) -> float | None:
-        return self._ratio(self.first_approvals, self.payments)
-
-    @property
-    def retry_rate(self) -> float | None:
-        return self._ratio(self.retry_approvals, self.retries)
-
-    @property
-    def attempts_per_payment(self) -> float | None:
-        return self._ratio(self.attempts, self.payments)
-
-    @property
-    def approvals_per_payment(self) -> float | None:
-        return self._ratio(self.approvals, self.payments)
-
-    @property
-    def cost_per_approved(self) -> float | None:
-        return self._ratio(self.fees, self.approvals)
 
 
 _VIEW_CHOICE: dict[tuple, int | None] = {}      # (views' dims, dims wanted) -> the index of the smallest view that fits
@@ -246,22 +196,6 @@ class Stats:
         return self.slice()
 
 
-def histogram_quantiles(hist: np.ndarray, qs) -> tuple[float | None, ...]:
-    """Quantiles from the log-spaced histogram, interpolated geometrically inside a bin."""
-    n = hist.sum()
-    if n == 0:
-        return tuple(None for _ in qs)
-    cdf = np.cumsum(hist)
-    out = []
-    for q in qs:
-        b = int(np.searchsorted(cdf, q * n, side="left"))
-        below = cdf[b - 1] if b else 0
-        frac = (q * n - below) / hist[b] if hist[b] else 0.0
-        lo, hi = LAT_EDGES[b], LAT_EDGES[b + 1]
-        out.append(float(lo * (hi / lo) ** frac))
-    return tuple(out)
-
-
 @dataclass(frozen=True, eq=False)
 class Snapshot:
     tick: int
@@ -344,6 +278,7 @@ class Observer:
         self._window = self._baseline = self.empty()
         self._since_exact = 0
         self._cusum = np.zeros(self.layout.cells)
+        self._tracked: dict[tuple[str, ...], np.ndarray] = {}
 
     def empty(self) -> Stats:
         n, A, C = self.layout.cells, ATTEMPT_BUCKETS, self.n_codes
@@ -420,16 +355,26 @@ class Observer:
         return Snapshot(batch.tick, self.universe, self._window, self._baseline, last, evidence)
 
     def _sequential(self, last: Stats) -> dict[tuple[str, ...], np.ndarray]:
-        """Every view cell's CUSUM after this tick's first attempts, against its baseline rate (which lags)."""
+        """Each tracked slice's CUSUM after this tick's first attempts, against its baseline rate (which lags):
+        every cell of every view at once, packed, or the marginals named in the settings (the live agent's paths)."""
         cfg, base = self.settings.sequential, self._baseline
         overall = base.total.first_attempt_rate or 0.0
-        n_now, x_now = last.packed_counts[:, 0, :].sum(axis=-1), last.packed_counts[:, 0, 0]
-        n_base, x_base = base.packed_counts[:, 0, :].sum(axis=-1), base.packed_counts[:, 0, 0]
-        p0 = baseline_rate(x_base, n_base, overall, cfg.prior)
-        self._cusum = cusum_step(self._cusum, n_now, x_now, p0, cfg, n_base >= cfg.min_baseline)
-        lay = self.layout
-        return {dims: self._cusum[o:o + math.prod(shape)].reshape(shape)
-                for dims, shape, o in zip(lay.dims, lay.shapes, lay.offsets)}
+        if cfg.views is None:
+            n_now, x_now = last.packed_counts[:, 0, :].sum(axis=-1), last.packed_counts[:, 0, 0]
+            n_base, x_base = base.packed_counts[:, 0, :].sum(axis=-1), base.packed_counts[:, 0, 0]
+            p0 = baseline_rate(x_base, n_base, overall, cfg.prior)
+            self._cusum = cusum_step(self._cusum, n_now, x_now, p0, cfg, n_base >= cfg.min_baseline)
+            lay = self.layout
+            return {dims: self._cusum[o:o + math.prod(shape)].reshape(shape)
+                    for dims, shape, o in zip(lay.dims, lay.shapes, lay.offsets)}
+        out = {}
+        for dims in cfg.views:
+            now, past = last.marginal(dims), base.marginal(dims)
+            p0 = baseline_rate(past["first_approvals"], past["payments"], overall, cfg.prior)
+            prev = self._tracked.get(dims, np.zeros(past["payments"].shape))
+            out[dims] = self._tracked[dims] = cusum_step(prev, now["payments"], now["first_approvals"], p0, cfg,
+                                                         past["payments"] >= cfg.min_baseline)
+        return out
 
 
 def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:

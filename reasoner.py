@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from formatting import pct
-from observer import SliceStats, Snapshot
+from observer import Snapshot
+from slice_stats import SliceStats
 
 
 class Cause(str, Enum):
@@ -97,6 +98,9 @@ class ReasonerSettings:
     storm_early_ratio: float = 2.0   # retries past attempt 2 at least doubled before they count as an early sign
     storm_min_events: int = 5        # and at least this many of them in the window
     min_storm_baseline_ticks: int = 30  # a short baseline still holds the start, before the first payments' retries came back
+    sequential_threshold: float = 16.0  # a thin path whose CUSUM (sequential.py) crossed this is judged on it ...
+    seq_min_z: float = 2.5           # ... when its window is still clearly down ...
+    seq_min_payments: int = 5        # ... on at least this many first attempts
 
 
 def z_drop(now: SliceStats, base: SliceStats) -> tuple[float, float]:
@@ -153,6 +157,24 @@ class PathReading:
     z: float
     now: SliceStats
     base: SliceStats
+    sequential: bool = False     # too thin for one window: judged on its evidence over several
+
+
+def thin_path_fails(snap: Snapshot, i: int, p: int, now: SliceStats, base: SliceStats, s: ReasonerSettings) -> bool:
+    """A path too thin for one window fails when its sequential evidence crossed the threshold and the window
+    is still clearly down (a few dozen first attempts a tick, failing hard, show within a few windows)."""
+    ev = snap.evidence.get(("issuer", "processor"))
+    if ev is None or ev[i, p] < s.sequential_threshold or now.payments < s.seq_min_payments or not base.payments:
+        return False
+    drop, z = z_drop(now, base)
+    if drop < s.min_drop or z < s.seq_min_z:
+        return False
+    last = snap.last.slice({"issuer": i, "processor": p})
+    if last.payments >= s.seq_min_payments and base.first_attempt_rate - last.first_attempt_rate < s.min_drop:
+        return False                                    # its latest tick is healthy: a failure that has passed
+    codes = snap.window.code_counts({"issuer": i, "processor": p})
+    excess = (codes.sum() - codes[0]) - codes.sum() * (1 - base.success_rate)    # failures beyond the usual ones
+    return codes[snap.universe.code_axis.timeout] < excess / 2          # timing out: the processor's latency
 
 
 @dataclass(frozen=True)
@@ -178,6 +200,10 @@ def read_issuer_paths(snap: Snapshot, i: int, spiking: set[int], s: ReasonerSett
                     bad.append(PathReading(pname, drop, z, now, usual))
                 continue
         if now.payments < s.min_payments or base.payments < s.min_baseline_payments:
+            if p not in spiking and thin_path_fails(snap, i, p, now, base, s):
+                drop, z = z_drop(now, base)
+                bad.append(PathReading(pname, drop, z, now, base, sequential=True))
+                continue
             thin.append((pname, now, base, p in spiking))
             continue
         drop, z = z_drop(now, base)
@@ -228,9 +254,11 @@ def detect_issuer_paths(snap: Snapshot, s: ReasonerSettings, spiking: set[int]) 
                      f"other processors too thin to compare ({', '.join(t[0] for t in paths.thin) or 'none'})")
             if not healthy:
                 conf *= s.thin_peer_factor
+            seq = (f"; a thin path: sequential evidence {snap.evidence[('issuer', 'processor')][i, snap.code('processor', b.name)]:.1f}"
+                   f" over the last ticks" if b.sequential else "")
             out.append(Hypothesis(Cause.ISSUER_DEGRADATION, make_target(issuer=iname, processor=b.name), conf, (
                 f"first-attempt {pct(b.now.first_attempt_rate)} vs {pct(b.base.first_attempt_rate)} baseline on "
-                f"{b.now.payments} payments (z={b.z:.1f})", peers)))
+                f"{b.now.payments} payments (z={b.z:.1f}){seq}", peers)))
     return out
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from agent import Agent
 from formatting import text_table
 from llm_bounds import describe_llm
-from observer import SliceStats, Stats
+from observer import Stats
 from scenario import Scenario, fault_dict
+from slice_stats import SliceStats
 
 REPORT_SCHEMA_VERSION = 1
 

@@ -34,6 +34,7 @@ class SequentialSettings:
     recovery: float = 4.0         # evidence of health counts this many times over, and S stops at 2 x threshold:
                                   # a slice that recovered stops being flagged within minutes, not hours
     min_baseline: int = 30        # first attempts a slice's baseline needs before it is tested at all
+    views: tuple[tuple[str, ...], ...] | None = None   # which slices get a CUSUM; None: every cell of every view
 
 
 def baseline_rate(x_base: np.ndarray, n_base: np.ndarray, overall: float, prior: float) -> np.ndarray:

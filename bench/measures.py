@@ -9,8 +9,8 @@ import numpy as np
 
 from bench.baselines import POLICIES
 from bench.trace import Trace
-from observer import histogram_quantiles
 from scenario import Scenario
+from slice_stats import histogram_quantiles
 
 SHARE_FLOOR = 0.0025    # oracle within 0.25 pp of none: nothing to recover, the share is n/a rather than noise / ~0
 BOOTSTRAP = 2000

@@ -20,9 +20,9 @@ from bench.baselines import SuccessRateRouter, make_policy
 from control_plane import ControlPlane, apply_action
 from guardrails import approval_reasons
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
-from observer import LAT_EDGES
 from scenario import Scenario
 from simulator import Fault, FaultKind, Simulator
+from slice_stats import LAT_EDGES
 
 
 def route_shares(control: ControlPlane, u: Universe) -> np.ndarray:

@@ -137,5 +137,5 @@ def test_judge_on_noise_rarely_cries_harm():
 
 
 def _add(a, b):
-    from observer import SliceStats
+    from slice_stats import SliceStats
     return SliceStats(**{k: getattr(a, k) + getattr(b, k) for k in a.__dict__})

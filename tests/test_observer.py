@@ -4,8 +4,9 @@ import pytest
 
 from control_plane import ControlPlane
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from observer import LAT_EDGES, Observer, ObserverSettings
+from observer import Observer, ObserverSettings
 from simulator import Batch, Fault, FaultKind, Simulator
+from slice_stats import LAT_EDGES
 
 
 def random_batch(rng, n, tick=0):

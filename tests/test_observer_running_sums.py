@@ -5,8 +5,9 @@ import numpy as np
 
 from control_plane import ControlPlane
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from observer import LAT_EDGES, Observer, ObserverSettings, sum_stats
+from observer import Observer, ObserverSettings, sum_stats
 from simulator import Simulator
+from slice_stats import LAT_EDGES
 
 
 def test_running_sums_equal_the_ring_and_old_snapshots_stay_put():

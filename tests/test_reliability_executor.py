@@ -18,9 +18,10 @@ from decision import (
 from executor import ApprovalError, Executor
 from judge import JudgeSettings, judge_reroute, judge_retry
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from observer import Observer, SliceStats
+from observer import Observer
 from reasoner import Cause, Hypothesis, make_target
 from simulator import Batch, Fault, FaultKind, Simulator
+from slice_stats import SliceStats
 from state_writer import AuditLog, verify_audit
 from tests.helpers import snapshot_after
 
