@@ -25,6 +25,7 @@ class Status(str, Enum):
     RESTORED = "restored"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    REPLACED = "replaced"            # a safe fix, replaced by the stronger one a human approved
 
 
 LIVE = (Status.EXECUTED, Status.PENDING_APPROVAL)
@@ -81,6 +82,7 @@ class ActionRecord:
     healthy_streak: int = 0                     # guard windows in a row in which the old path looked healthy
     restore_after: int = 1                      # healthy windows in a row needed before restoring (more if it flapped)
     max_windows: int = 3                        # guard windows it may stay inconclusive (more for a thin path)
+    replaces: str | None = None                 # the safe fix this stronger one replaces when approved
 
     def __post_init__(self) -> None:      # records rebuilt from JSON carry plain strings
         self.status, self.outcome = Status(self.status), Outcome(self.outcome)
@@ -92,6 +94,10 @@ class ActionRecord:
     @property
     def is_reroute(self) -> bool:
         return self.action == ActionType.REROUTE
+
+    @property
+    def retries_only(self) -> bool:
+        return self.params.get("attempts") == "retries"
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "status": self.status.value, "outcome": self.outcome.value}

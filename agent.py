@@ -115,6 +115,9 @@ class Agent:
                               self.settings.policy, self.settings.reasoner.min_payments,
                               self.settings.judge.min_holdout / self.settings.judge.max_windows_thin)   # decide
             action = self.executor.submit(decision, tick, snap, explain_decision(decision), now)  # act
+            if decision.escalation is not None and action is not None and action.status is Status.EXECUTED:
+                self.executor.submit(decision.escalation, tick, snap, explain_decision(decision.escalation), now,
+                                     replaces=action.id)              # mitigate now, escalate the rest
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
         self._remember(result)
         self.last = result

@@ -29,6 +29,8 @@ class RouteOverride:
 
     With holdout_first_only, only the holdout's first attempts stay: its retries move too, so a
     concurrent control measured on first attempts does not make a payment fail twice on a bad path.
+    With retries_only, first attempts stay and only retries move (a payment that failed on a slow or
+    failing processor gets its second chance elsewhere, as a router's fallback list does).
     """
     to_processor: str
     from_processor: str | None = None
@@ -37,6 +39,7 @@ class RouteOverride:
     holdout: float = 0.0
     action_id: str = ""
     holdout_first_only: bool = False
+    retries_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def apply_action(c: ControlPlane, action: str, target: dict, params: dict, actio
         ov = RouteOverride(to_processor=params["to_processor"], from_processor=params.get("from_processor"),
                            issuer=target.get("issuer"), merchant=target.get("merchant"),
                            holdout=params.get("holdout", 0.0), action_id=action_id,
-                           holdout_first_only=bool(params.get("holdout_first_only", False)))
+                           holdout_first_only=bool(params.get("holdout_first_only", False)),
+                           retries_only=params.get("attempts") == "retries")
         return replace(c, route_overrides=c.route_overrides + (ov,))
     if action == ActionType.RETRY_POLICY:
         pol = RetryPolicy(params["max_attempts"], params.get("min_backoff_ticks", 1), params.get("retry_hard_declines", False))

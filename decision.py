@@ -57,6 +57,7 @@ class Decision:
     guardrails: tuple[str, ...] = ()
     alternatives: tuple[Candidate, ...] = ()
     needed_confidence: float = 0.0
+    escalation: "Decision | None" = None      # a stronger fix for the same hypothesis, queued for a human
 
     @property
     def is_no_op(self) -> bool:
@@ -68,7 +69,8 @@ class Decision:
                 "needed_confidence": round(self.needed_confidence, 3), "risk": round(self.risk, 3),
                 "requires_human_approval": self.requires_human_approval,
                 "expected": {k: round(v, 4) for k, v in self.expected}, "guardrails": list(self.guardrails),
-                "alternatives": [c.to_dict() for c in self.alternatives]}
+                "alternatives": [c.to_dict() for c in self.alternatives],
+                **({"escalation": self.escalation.to_dict()} if self.escalation else {})}
 
 
 def _value_per_approval(snap: Snapshot, target: dict[str, int]) -> float:
@@ -115,8 +117,10 @@ def _inferred_rate(snap: Snapshot, i: int, p: int, q: int, min_payments: int) ->
         "inferred: never measured for this issuer, processor healthy for others"
 
 
-def _risk(config: PolicyConfig, action: ActionType, traffic_share: float, revenue_share: float, sensitivity: float) -> float:
-    return min(1.0, dict(config.base_risk)[action.value] + max(traffic_share, revenue_share) + 0.1 * sensitivity)
+def _risk(config: PolicyConfig, action: ActionType | str, traffic_share: float, revenue_share: float,
+          sensitivity: float) -> float:
+    return min(1.0, dict(config.base_risk)[getattr(action, "value", action)] + max(traffic_share, revenue_share)
+               + 0.1 * sensitivity)
 
 
 def _route_conflict(view: ControlView, issuer: str | None, src: str, dst: str) -> str | None:
@@ -284,7 +288,25 @@ def _retry_candidates(h: Hypothesis, snap: Snapshot, config: PolicyConfig) -> li
                       h, excess * (fee + config.excess_attempt_cost) - lost * value,
                       _risk(config, ActionType.RETRY_POLICY, share, revenue_share, dec_sens), share,
                       (("attempts_saved_per_tick", excess), ("approvals_lost_per_tick", lost)))
-    out.append(retry)
+    profile = u.merchants[m]
+    if hasattr(profile, "max_attempts"):          # a merchant whose own retry behaviour is known (not in a replay)
+        # back to its own usual attempts, and no hard-decline retries, which network rules forbid anyway; the
+        # backoff is left alone (a longer one only moves retries later). It saves the hard declines a storm
+        # retries and, for a merchant that usually stops at two, the attempts past two; not every extra attempt.
+        usual = min(profile.max_attempts, config.max_auto_attempts)
+        expect = now.payments / max(base.payments, 1)
+        hard = max(0.0, int(snap.window.hard_retries[m]) - int(snap.baseline.hard_retries[m]) * expect)
+        late = max(0.0, now.late_retries - base.late_retries * expect) if usual <= 2 else 0.0
+        saved = (hard + late) * per_tick
+        out.append(Candidate(ActionType.RETRY_POLICY, h.target,
+                             (("max_attempts", usual), ("min_backoff_ticks", 1), ("retry_hard_declines", False)), h,
+                             saved * (fee + config.excess_attempt_cost),
+                             _risk(config, "retry_to_usual", share, revenue_share, dec_sens), share,
+                             (("attempts_saved_per_tick", saved), ("approvals_lost_per_tick", 0.0))))
+        if usual == dict(retry.params)["max_attempts"] and profile.backoff_ticks >= config.retry_min_backoff_ticks:
+            retry = None                              # the cap is the merchant's own usual: one fix, the safer
+    if retry is not None:
+        out.append(retry)
     suppress = Candidate(ActionType.SUPPRESS, h.target, (("scope", "retries"),), h,
                          now.retries * per_tick * (fee + config.excess_attempt_cost) - now.retry_approvals * per_tick * value,
                          _risk(config, ActionType.SUPPRESS, share, revenue_share, dec_sens), share,
@@ -385,19 +407,35 @@ def decide(hypotheses: tuple[Hypothesis, ...], snap: Snapshot, signal: LearningS
     # risk-adjusted value: of two fixes for the same problem, the less invasive one wins unless it is worth much less
     viable.sort(key=lambda c: (-c.utility * (1 - c.risk), c.action.value, c.target, c.params))
     best = viable[0]
-    # a fix within the agent's own authority beats a better one that must wait for a human (waiting costs, and a
-    # pending approval blocks the target), unless it is worth much less
-    own = next((c for c in viable if not _needs_human(c, config)), None)
-    if _needs_human(best, config) and own is not None and \
-            own.utility * (1 - own.risk) >= config.own_authority_share * best.utility * (1 - best.risk):
-        guardrails.append(f"chose {own.action.value} within the agent's authority over {best.action.value} "
-                          f"(${best.utility:.2f}/tick) that needs a human")
-        best = own
-    needs_human = _needs_human(best, config) or automation_reasons(view.recent_auto_actions, view.paused, config)
+    # mitigate now, escalate the rest: when the best fix needs a human and one within the agent's own authority
+    # addresses the same hypothesis, the safe one runs now and the stronger one waits for approval to replace it
+    automation = automation_reasons(view.recent_auto_actions, view.paused, config)
+    own = next((c for c in viable if not _needs_human(c, config) and c.hypothesis == best.hypothesis), None)
+    escalation = None
+    if _needs_human(best, config) and own is not None and not automation:
+        best, escalation = own, best
+    elif not _needs_human(best, config) and not automation:      # a stronger fix worth more, which needs a human
+        escalation = max((c for c in viable if c.hypothesis == best.hypothesis and c.utility > best.utility
+                          and _needs_human(c, config)), key=lambda c: c.utility, default=None)
+    if escalation is not None:
+        guardrails.append(f"mitigating now with {best.action.value} {dict(best.params)} within the agent's authority; "
+                          f"{escalation.action.value} {dict(escalation.params)} (${escalation.utility:.2f}/tick) "
+                          "waits for a human and replaces it on approval")
+    needs_human = _needs_human(best, config) or automation
     guardrails += needs_human
-    alternatives = [c for c in viable if c is not best] + rejected
+    alternatives = [c for c in viable if c is not best and c is not escalation] + rejected
     reason = (f"{best.hypothesis.cause.value}: {best.action.value} expected to win ${best.utility:.2f}/tick")
     return Decision(best.action, reason, best.target, best.params, best.hypothesis.cause.value,
                     best.hypothesis.confidence, best.risk, bool(needs_human), best.expected, tuple(guardrails),
                     tuple(sorted(alternatives, key=lambda c: -c.utility)[:8]),
-                    signal.needed(config.min_confidence, best.action.value, best.target))
+                    signal.needed(config.min_confidence, best.action.value, best.target),
+                    None if escalation is None else _escalate(escalation, config, signal))
+
+
+def _escalate(c: Candidate, config: PolicyConfig, signal: LearningSignal) -> "Decision":
+    """The stronger fix, queued for a human, to replace the safe one when approved."""
+    why = _needs_human(c, config)
+    return Decision(c.action, f"{c.hypothesis.cause.value}: {c.action.value} expected to win ${c.utility:.2f}/tick; "
+                    "queued for approval while a safer fix runs", c.target, c.params, c.hypothesis.cause.value,
+                    c.hypothesis.confidence, c.risk, True, c.expected, tuple(why), (),
+                    signal.needed(config.min_confidence, c.action.value, c.target))

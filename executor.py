@@ -59,7 +59,7 @@ class Executor:
     def view(self, tick: int) -> ControlView:
         busy = frozenset(a.target_key for a in self.actions.values() if a.status in LIVE)
         rerouted = frozenset((a.target.get("issuer"), a.params["from_processor"], a.params["to_processor"])
-                             for a in self.active() if a.is_reroute)
+                             for a in self.active() if a.is_reroute and not a.retries_only)
         since = tick - self.judge.guard_ticks
         settling = frozenset((a.target.get("issuer"), a.params[end]) for a in self.actions.values()
                              if a.is_reroute and a.ended_tick is not None and a.ended_tick > since
@@ -96,7 +96,8 @@ class Executor:
 
     # -- submit, approve, reject, expire ---------------------------------------------------
     def submit(self, decision: Decision, tick: int, snap: Snapshot, explanation: str = "",
-               now: float = 0.0) -> ActionRecord | None:
+               now: float = 0.0, replaces: str | None = None) -> ActionRecord | None:
+        """Apply a decision, or hold it for a human; `replaces`: the safe fix a held stronger one replaces."""
         if decision.is_no_op:
             return None
         target, params = dict(decision.target), dict(decision.params)
@@ -106,7 +107,7 @@ class Executor:
                 params=params, cause=decision.cause, confidence=decision.confidence, risk=decision.risk,
                 requires_human_approval=False, status=Status.PENDING_APPROVAL, explanation=explanation,
                 params_hash=params_hash(decision.action.value, target, params), guardrails=list(decision.guardrails),
-                expected=dict(decision.expected), proposed_at=now)
+                expected=dict(decision.expected), proposed_at=now, replaces=replaces)
             self.actions[rec.id] = rec
             self.next_id += 1
             invalid = self.invalid_target(target) or self._over_capacity(rec, snap)
@@ -115,7 +116,8 @@ class Executor:
                                                                            f"refused: {invalid}")
                 self._event("action_refused", rec, reason=rec.end_reason, result="failure")
                 return rec
-            rec.traffic_share = snap.window.slice(self._source(rec)).attempts / max(snap.window.total.attempts, 1)
+            src = snap.window.slice(self._source(rec))
+            rec.traffic_share = (src.retries if rec.retries_only else src.attempts) / max(snap.window.total.attempts, 1)
             why = (["flagged by the decision"] if decision.requires_human_approval else []) + approval_reasons(
                 rec.action, params, rec.risk, rec.traffic_share, self.config)
             why = why or automation_reasons(self.recent_auto_actions(tick), self.paused or self.kill_switch(), self.config)
@@ -148,6 +150,9 @@ class Executor:
             rec.approval = {"by": approver, "at": at, "tick": tick, "params_hash": rec.params_hash,
                             "ref": ref or f"{action_id}:{rec.params_hash}:{at}"}
             self._event("action_approved", rec, who="operator", approver=approver)   # recorded before execution
+            safe = self.actions.get(rec.replaces or "")
+            if safe is not None and safe.status is Status.EXECUTED:
+                self._end(safe, Status.REPLACED, tick, f"replaced by {rec.id}, approved by {approver}")
             self._apply(rec, tick, who="operator")
             return f"approved: {action_id} executed"
 
@@ -217,7 +222,7 @@ class Executor:
         if not rec.is_reroute:
             return None
         return capacity_reason(snap, self._source(rec), self.universe.index("processor", rec.params["to_processor"]),
-                               rec.params.get("holdout", 0.0))
+                               rec.params.get("holdout", 0.0), rec.retries_only)
 
     def prune(self, keep_finished: int = 200) -> None:
         """Bound memory in endless runs: keep every active and pending record and the newest finished ones."""
@@ -238,7 +243,7 @@ class Executor:
             rec.baseline_rate = snap.baseline.slice(src).first_attempt_rate
             rec.baseline_p95 = snap.baseline.latency_quantiles(src["processor"])[1]
         else:
-            rec.before = snap.window.slice(src).__dict__.copy()
+            rec.before = snap.baseline.slice(src).__dict__.copy()     # the slice's usual, before the storm
 
     def _guard_entry(self, rec: ActionRecord, last: Stats) -> dict:
         """What the judge needs of one tick for this action: a few slices, not the whole cube."""
@@ -253,7 +258,7 @@ class Executor:
 
     def _judge(self, rec: ActionRecord, entries: list[dict]):
         return judge_window(entries, rec.is_reroute, latency_matters(rec.target, rec.cause), rec.before, rec.baseline_rate,
-                            rec.baseline_p95, self.judge)
+                            rec.baseline_p95, self.judge, retries_only=rec.retries_only)
 
     def review(self, tick: int, last: Stats, urgent: frozenset = frozenset()) -> list[ActionRecord]:
         """Feed one tick to every active action; judge those at a guard-window boundary, and at once those

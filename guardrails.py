@@ -35,9 +35,11 @@ class PolicyConfig:
     approval_ttl_seconds: float = 900.0   # a pending approval expires after 15 minutes
     excess_attempt_cost: float = 0.25    # $ per avoidable retry: Visa/MC excessive-reattempt fines $0.10–0.25 and issuer trust
     latency_cost_per_s: float = 0.02     # $ per attempt per second of extra latency at full merchant sensitivity
-    base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6))
+    base_risk: tuple[tuple[str, float], ...] = (("reroute", 0.15), ("retry_policy", 0.25), ("suppress", 0.6),
+                                                # back to the merchant's own retry habits, minus the hard-decline
+                                                # retries network rules forbid anyway: the least a fix can change
+                                                ("retry_to_usual", 0.05))
     always_approve: tuple[str, ...] = ("suppress",)
-    own_authority_share: float = 0.5     # an automatic fix wins over a human-gated one worth up to twice as much (risk-adjusted)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,13 @@ def traffic_share(snap: Snapshot, scope: dict[str, int]) -> float:
     return snap.window.slice(scope).attempts / max(snap.window.total.attempts, 1)
 
 
-def capacity_reason(snap: Snapshot, source: dict[str, int], destination: int, holdout: float) -> str | None:
+def capacity_reason(snap: Snapshot, source: dict[str, int], destination: int, holdout: float,
+                    retries_only: bool = False) -> str | None:
     """A reroute must not push its destination processor past capacity (measured load plus what it moves)."""
     w = snap.window
     per_tick = 1.0 / max(w.ticks, 1)
-    moved = w.slice(source).attempts * per_tick * (1 - holdout)
+    moving = w.slice(source)
+    moved = (moving.retries if retries_only else moving.attempts) * per_tick * (1 - holdout)
     load = w.slice({"processor": destination}).attempts * per_tick
     capacity = snap.universe.processors[destination].capacity_share * w.total.attempts * per_tick
     if load + moved > capacity:

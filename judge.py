@@ -32,7 +32,7 @@ class JudgeSettings:
     cost_tolerance: float = 0.25    # cost per approved up by more than 25% without a gain is harm
     latency_tolerance: float = 1.3  # p95 up by more than 30% without a gain is harm
     latency_win: float = 0.77       # p95 down by at least 23% counts as a latency win
-    attempts_win: float = 0.9       # attempts per payment down by 10% counts as a retry win
+    usual_attempts_tolerance: float = 0.05  # attempts per payment within 5% of the slice's usual: the storm is over
     restore_tolerance: float = 0.03  # old path within 3 pp of its pre-fault baseline is healthy again
     restore_latency: float = 1.2
     restore_windows: int = 2        # a path that flapped must look healthy this many guard windows in a row before restoring
@@ -80,22 +80,25 @@ def judge_reroute(treated: SliceStats, holdout: SliceStats, p95_treated: float |
     return Verdict(Outcome.NEUTRAL, f"no measurable gain: {diff}, cost per approval x{cost_ratio:.2f}", metrics)
 
 
-def judge_retry(after: SliceStats, before: SliceStats, s: JudgeSettings = JudgeSettings()) -> Verdict:
-    """A retry policy or suppression against the slice's own numbers before the action."""
-    if after.payments < s.min_treated or before.payments < s.min_treated:
-        return Verdict(Outcome.INCONCLUSIVE, f"too few payments ({after.payments} after, {before.payments} before)")
-    apa, apb = after.approvals_per_payment, before.approvals_per_payment
+def judge_retry(after: SliceStats, usual: SliceStats, s: JudgeSettings = JudgeSettings()) -> Verdict:
+    """A retry policy or suppression against the slice's usual numbers (its baseline before the storm): did
+    attempts per payment come back to usual without costing approvals? A before/after comparison on the
+    storm's first ticks would be confounded by how far the storm had got; the usual is not."""
+    if after.payments < s.min_treated or usual.payments < s.min_treated:
+        return Verdict(Outcome.INCONCLUSIVE, f"too few payments ({after.payments} after, {usual.payments} usual)")
+    apa, apu = after.approvals_per_payment, usual.approvals_per_payment
     # approvals per payment is a proportion (each payment approves at most once)
-    z = _z(after.approvals, after.payments, before.approvals, before.payments)
-    ratio = after.attempts_per_payment / before.attempts_per_payment
-    metrics = (("approvals_per_payment_after", apa), ("approvals_per_payment_before", apb), ("z", z),
+    z = _z(after.approvals, after.payments, usual.approvals, usual.payments)
+    ratio = after.attempts_per_payment / usual.attempts_per_payment
+    metrics = (("approvals_per_payment_after", apa), ("approvals_per_payment_before", apu), ("z", z),
                ("attempts_ratio", ratio))
-    if apa - apb <= -s.min_gain and z <= -s.z:
-        return Verdict(Outcome.HURT, f"approvals per payment fell {100 * apb:.1f}% -> {100 * apa:.1f}%", metrics)
-    if ratio <= s.attempts_win:
-        return Verdict(Outcome.HELPED, f"attempts per payment {before.attempts_per_payment:.2f} -> "
-                                       f"{after.attempts_per_payment:.2f}, approvals {100 * apb:.1f}% -> {100 * apa:.1f}%", metrics)
-    return Verdict(Outcome.NEUTRAL, f"attempts per payment x{ratio:.2f}, approvals {100 * apb:.1f}% -> {100 * apa:.1f}%", metrics)
+    text = (f"attempts per payment {after.attempts_per_payment:.2f} vs {usual.attempts_per_payment:.2f} usual, "
+            f"approvals {100 * apa:.1f}% vs {100 * apu:.1f}%")
+    if apa - apu <= -s.min_gain and z <= -s.z:
+        return Verdict(Outcome.HURT, f"approvals per payment fell below usual: {text}", metrics)
+    if ratio <= 1 + s.usual_attempts_tolerance:
+        return Verdict(Outcome.HELPED, f"retries back to usual: {text}", metrics)
+    return Verdict(Outcome.NEUTRAL, f"attempts still above usual: {text}", metrics)
 
 
 def path_recovered(holdout: SliceStats, baseline_rate: float | None, p95_holdout: float | None,
@@ -122,15 +125,24 @@ def _hist(parts: list) -> np.ndarray | None:
     return np.sum(np.array(parts), axis=0) if parts else None
 
 
+def as_retries(s: SliceStats) -> SliceStats:
+    """A slice's retries read as if they were its first attempts, to judge a reroute that moves retries only."""
+    return SliceStats(s.retries, s.retry_approvals, s.retries, s.retry_approvals, 0, 0, 0, 0, s.fees,
+                      s.approved_amount)
+
+
 def judge_window(entries: list[dict], is_reroute: bool, latency_matters: bool, before: dict | None,
                  baseline_rate: float | None, baseline_p95: float | None,
-                 s: JudgeSettings = JudgeSettings()) -> tuple[Verdict, bool]:
+                 s: JudgeSettings = JudgeSettings(), retries_only: bool = False) -> tuple[Verdict, bool]:
     """(verdict, old path healthy again) over guard entries: a reroute's treated/holdout slices and latency
-    histograms per tick, or a retry policy's slice per tick against `before`."""
+    histograms per tick, or a retry policy's slice per tick against `before`. A reroute of retries only is
+    judged on retries: those moved, on the whole new path (its own retries among them), against those held."""
     if not is_reroute:
         return judge_retry(SliceStats.sum([e["after"] for e in entries]), SliceStats(**before), s), False
     treated = SliceStats.sum([e["treated"] for e in entries])
     holdout = SliceStats.sum([e["holdout"] for e in entries])
+    if retries_only:
+        treated, holdout = as_retries(treated), as_retries(holdout)
     p95_t = histogram_quantiles(_hist([e["lat_treated"] for e in entries]), (0.95,))[0]
     p95_h = histogram_quantiles(_hist([e["lat_holdout"] for e in entries]), (0.95,))[0]
     verdict = judge_reroute(treated, holdout, p95_t if latency_matters else None,

@@ -15,7 +15,7 @@ from executor import Executor
 _STATUS_EVENTS = {"action_executed": Status.EXECUTED, "action_rolled_back": Status.ROLLED_BACK,
                   "action_restored": Status.RESTORED, "action_rejected": Status.REJECTED,
                   "action_refused": Status.REJECTED, "action_expired": Status.EXPIRED,
-                  "action_pending_approval": Status.PENDING_APPROVAL}
+                  "action_pending_approval": Status.PENDING_APPROVAL, "action_replaced": Status.REPLACED}
 
 
 def replay_audit(events: list[dict]) -> tuple[ControlPlane, dict[str, dict]]:
@@ -30,7 +30,8 @@ def replay_audit(events: list[dict]) -> tuple[ControlPlane, dict[str, dict]]:
             continue
         if status is Status.EXECUTED:
             control = apply_action(control, e["action_type"], e["target"], e["params"], e["action_id"])
-        elif status in (Status.ROLLED_BACK, Status.RESTORED) and last.get(e["action_id"], {}).get("status") is Status.EXECUTED:
+        elif status in (Status.ROLLED_BACK, Status.RESTORED, Status.REPLACED) and \
+                last.get(e["action_id"], {}).get("status") is Status.EXECUTED:
             control = remove_action(control, e["action_type"], e["target"], e["action_id"])
         last[e["action_id"]] = {**e, "status": status}
     return control, last
@@ -57,7 +58,7 @@ def reconcile(ex: Executor, events: list[dict]) -> list[str]:
         elif rec.status is not e["status"]:
             repairs.append(f"{action_id}: {rec.status.value} in state, {e['status'].value} in the audit log")
             rec.status = e["status"]
-            if e["status"] in (Status.ROLLED_BACK, Status.RESTORED):
+            if e["status"] in (Status.ROLLED_BACK, Status.RESTORED, Status.REPLACED):
                 rec.end_reason = e.get("reason")
     for e in events:                       # the ledger: every id whose effect the log saw applied
         if e.get("event") == "action_executed":

@@ -97,6 +97,30 @@ def _halves(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (h >> np.uint64(32)).astype(np.float64) * scale, (h & np.uint64(0xFFFFFFFF)).astype(np.float64) * scale
 
 
+def fault_effects(universe: Universe, faults: tuple[Fault, ...]) -> dict[str, np.ndarray]:
+    """What the faults do to each path: failure shares, latency multipliers, storm strength (ground truth)."""
+    u = universe
+    nP, nI, nM = len(u.processors), len(u.issuers), len(u.merchants)
+    out = {"degradation": np.zeros((nP, nI)), "outage": np.zeros(nI), "timeout": np.zeros(nP),
+           "latency_mult": np.ones(nP), "storm": np.zeros(nM)}
+    for f in faults:
+        s = float(np.clip(f.severity, 0.0, 1.0))
+        if f.kind is FaultKind.ISSUER_DEGRADATION:
+            p, i = u.index("processor", f.processor), u.index("issuer", f.issuer)
+            out["degradation"][p, i] = 1 - (1 - out["degradation"][p, i]) * (1 - s)
+        elif f.kind is FaultKind.ISSUER_OUTAGE:
+            i = u.index("issuer", f.issuer)
+            out["outage"][i] = 1 - (1 - out["outage"][i]) * (1 - s)
+        elif f.kind is FaultKind.LATENCY_SPIKE:
+            p = u.index("processor", f.processor)
+            out["latency_mult"][p] *= 1 + 3 * s
+            out["timeout"][p] = 1 - (1 - out["timeout"][p]) * (1 - 0.35 * s)
+        elif f.kind is FaultKind.RETRY_STORM:
+            m = u.index("merchant", f.merchant)
+            out["storm"][m] = max(out["storm"][m], s)
+    return out
+
+
 @dataclass
 class Simulator:
     universe: Universe
@@ -151,26 +175,7 @@ class Simulator:
         return Batch(new_payments=len(new["payment_id"]), **batch)
 
     def _fault_arrays(self, faults: tuple[Fault, ...]) -> dict[str, np.ndarray]:
-        u = self.universe
-        nP, nI, nM = len(u.processors), len(u.issuers), len(u.merchants)
-        out = {"degradation": np.zeros((nP, nI)), "outage": np.zeros(nI), "timeout": np.zeros(nP),
-               "latency_mult": np.ones(nP), "storm": np.zeros(nM)}
-        for f in faults:
-            s = float(np.clip(f.severity, 0.0, 1.0))
-            if f.kind is FaultKind.ISSUER_DEGRADATION:
-                p, i = u.index("processor", f.processor), u.index("issuer", f.issuer)
-                out["degradation"][p, i] = 1 - (1 - out["degradation"][p, i]) * (1 - s)
-            elif f.kind is FaultKind.ISSUER_OUTAGE:
-                i = u.index("issuer", f.issuer)
-                out["outage"][i] = 1 - (1 - out["outage"][i]) * (1 - s)
-            elif f.kind is FaultKind.LATENCY_SPIKE:
-                p = u.index("processor", f.processor)
-                out["latency_mult"][p] *= 1 + 3 * s
-                out["timeout"][p] = 1 - (1 - out["timeout"][p]) * (1 - 0.35 * s)
-            elif f.kind is FaultKind.RETRY_STORM:
-                m = u.index("merchant", f.merchant)
-                out["storm"][m] = max(out["storm"][m], s)
-        return out
+        return fault_effects(self.universe, faults)
 
     def _route(self, cols: dict[str, np.ndarray], control: ControlPlane) -> np.ndarray:
         u = self.universe
@@ -188,6 +193,8 @@ class Simulator:
             mask = cols["holdout_u"] >= ov.holdout
             if ov.holdout_first_only:
                 mask |= cols["attempt"] > 1
+            if ov.retries_only:
+                mask &= cols["attempt"] > 1
             if ov.from_processor is not None:
                 mask &= processor == u.index("processor", ov.from_processor)
             if ov.issuer is not None:

@@ -3,8 +3,10 @@
 - static: a runbook rule with fixed thresholds that is never undone;
 - sr_router: per-payment success-rate routing per issuer, after Juspay's decision engine (SR_V3)
   and Hyperswitch's success-based routing (../shared/reference-routers.md, section (b));
-- oracle: reads the fault schedule (which nothing in the agent may do) and applies the best
-  available action the tick a fault starts, undoing it the tick it ends.
+- oracle: reads the fault schedule and the truth (which nothing in the agent may do): while a fault lasts,
+  every payment goes to its issuer's best available path; the reference no policy beats;
+- oracle_path: the same schedule, answered with the agent's own kind of actions (whole paths moved, storms
+  capped) the tick a fault starts, undone the tick it ends.
 
 Each is plugged into an Agent with policy "none" (agent.Controller), so it observes and
 reasons like the agent and leaves the same report and state files; its own routing
@@ -22,9 +24,9 @@ from decline_codes import TECHNICAL_CODES
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import Snapshot
 from scenario import Scenario
-from simulator import Batch, FaultKind
+from simulator import Batch, FaultKind, fault_effects
 
-POLICIES = ("none", "static", "sr_router", "agent", "oracle")
+POLICIES = ("none", "static", "sr_router", "agent", "oracle_path", "oracle")
 
 
 class Baseline:
@@ -191,15 +193,15 @@ class SuccessRateRouter(Baseline):
         return control
 
 
-class Oracle(Baseline):
+class PathOracle(Baseline):
     """Knows the fault schedule: the best available action from the tick a fault starts to the tick it ends.
 
     issuer_degradation and latency_spike: the issuer's traffic leaves every bad path for its best healthy
     one (ground-truth uplift and technical failure rate); retry_storm: cap the merchant at 2 attempts, no
     hard-decline retries; issuer_outage: nothing (no path is healthier, and stopping retries costs approvals).
-    An upper bound on fault response, not on steady-state routing: outside faults it keeps the default split.
+    An upper bound on moving whole paths, not on routing each payment: outside faults it keeps the default split.
     """
-    name = "oracle"
+    name = "oracle_path"
 
     def __init__(self, universe: Universe, scenario: Scenario):
         super().__init__(universe)
@@ -236,6 +238,39 @@ class Oracle(Baseline):
         return nxt
 
 
+class PaymentOracle(Baseline):
+    """Knows the fault schedule and the truth: while any fault lasts, every payment (first attempt and retries)
+    goes to the path with the highest true approval chance for its issuer, given every fault's effect, and a
+    storming merchant is capped at 2 attempts with no hard-decline retries. Outside faults: the default split.
+    Each payment's luck does not depend on its path (common random numbers), so in fault windows no policy
+    can expect more approvals."""
+    name = "oracle"
+
+    def __init__(self, universe: Universe, scenario: Scenario):
+        super().__init__(universe)
+        self.scenario = scenario
+        self.control = self.control_at(0)
+
+    def control_at(self, tick: int) -> ControlPlane:
+        u = self.universe
+        faults = self.scenario.faults_at(tick)
+        if not faults:
+            return ControlPlane()
+        f = fault_effects(u, faults)
+        good = ((1 - f["timeout"])[:, None] * (1 - f["degradation"]) * (1 - u.tech_failure) * u.auth_uplift)
+        best = good.argmax(axis=0)                                      # [issuer]: the best processor
+        cdf = np.cumsum(np.eye(len(u.processors))[best], axis=1)
+        caps = sorted({(x.merchant, RetryPolicy(2, 1, False)) for x in faults if x.kind is FaultKind.RETRY_STORM})
+        return ControlPlane(retry_policies=tuple(caps), route_split=RouteSplit(cdf))
+
+    def next_control(self, batch: Batch, snap: Snapshot) -> ControlPlane:
+        nxt = self.control_at(batch.tick + 1)
+        if (nxt.route_split is None) != (self.control.route_split is None):
+            self.changes.append({"tick": batch.tick + 1, "action": "route_every_payment" if nxt.route_split
+                                 else "default_routing", "target": {}, "params": {}})
+        return nxt
+
+
 def make_policy(name: str, universe: Universe = DEFAULT_UNIVERSE, settings: AgentSettings = AgentSettings(),
                 scenario: Scenario | None = None, llm=None, summarizer=None, **agent_kwargs) -> Agent:
     """Any of POLICIES as an Agent. agent_kwargs (clock, audit, kill_switch) reach the project's agent; a
@@ -247,8 +282,9 @@ def make_policy(name: str, universe: Universe = DEFAULT_UNIVERSE, settings: Agen
     if name == "sr_router":
         return Agent(universe, settings, controller=SuccessRateRouter(
             universe, tick_seconds=scenario.tick_seconds if scenario else 10.0))
-    if name == "oracle":
+    if name in ("oracle", "oracle_path"):
         if scenario is None:
             raise ValueError("the oracle needs the scenario's fault schedule")
-        return Agent(universe, settings, controller=Oracle(universe, scenario))
+        return Agent(universe, settings, controller=(PaymentOracle if name == "oracle" else PathOracle)(universe,
+                                                                                                          scenario))
     raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
