@@ -24,9 +24,10 @@ from decline_codes import TECHNICAL_CODES
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import Snapshot
 from scenario import Scenario
-from simulator import Batch, FaultKind, fault_effects
+from simulator import DECLINE_CDF, Batch, FaultKind, fault_effects
 
 POLICIES = ("none", "static", "sr_router", "agent", "oracle_path", "oracle")
+SOFT_SHARE = float(DECLINE_CDF[1])       # declines a merchant retries (51, 05); the rest are hard
 
 
 class Baseline:
@@ -238,12 +239,27 @@ class PathOracle(Baseline):
         return nxt
 
 
+def best_paths(u: Universe, f: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """[issuer] the processor for a payment's first attempt and the one for its retry that together approve
+    the most payments by the second attempt, from the true effects of every fault. A payment's own approval
+    draw is the same on every path (common random numbers), so a soft decline on one processor is approved on a
+    retry elsewhere when that processor's uplift for the issuer is higher: a retry may go where first attempts
+    should not."""
+    reach = (1 - f["timeout"])[:, None] * (1 - f["degradation"]) * (1 - u.tech_failure)    # [processor, issuer]
+    ok = np.minimum(u.approval[:, 0][None, :] * u.auth_uplift, 0.995)                     # card, the usual method
+    g1, o1 = reach[:, None, :], ok[:, None, :]                                            # first attempt on p
+    g2, o2 = reach[None, :, :], ok[None, :, :]                                            # retry on q
+    total = g1 * o1 + (1 - g1) * g2 * o2 + g1 * g2 * SOFT_SHARE * np.maximum(o2 - o1, 0)   # [p, q, issuer]
+    flat = total.reshape(-1, total.shape[2]).argmax(axis=0)
+    return flat // total.shape[1], flat % total.shape[1]
+
+
 class PaymentOracle(Baseline):
-    """Knows the fault schedule and the truth: while any fault lasts, every payment (first attempt and retries)
-    goes to the path with the highest true approval chance for its issuer, given every fault's effect, and a
-    storming merchant is capped at 2 attempts with no hard-decline retries. Outside faults: the default split.
-    Each payment's luck does not depend on its path (common random numbers), so in fault windows no policy
-    can expect more approvals."""
+    """Knows the fault schedule and the truth: while any fault lasts, every payment's first attempt goes to
+    the path, and its retries to the path, that together approve the most of its issuer's payments given every
+    fault's effect (best_paths), and a storming merchant is capped at 2 attempts with no hard-decline retries.
+    Outside faults: the default split. Each payment's luck does not depend on its path (common random
+    numbers), so in fault windows no policy that routes by issuer can expect more approvals."""
     name = "oracle"
 
     def __init__(self, universe: Universe, scenario: Scenario):
@@ -256,12 +272,11 @@ class PaymentOracle(Baseline):
         faults = self.scenario.faults_at(tick)
         if not faults:
             return ControlPlane()
-        f = fault_effects(u, faults)
-        good = ((1 - f["timeout"])[:, None] * (1 - f["degradation"]) * (1 - u.tech_failure) * u.auth_uplift)
-        best = good.argmax(axis=0)                                      # [issuer]: the best processor
-        cdf = np.cumsum(np.eye(len(u.processors))[best], axis=1)
+        first, retry = best_paths(u, fault_effects(u, faults))
+        cdf = np.cumsum(np.eye(len(u.processors))[first], axis=1)
         caps = sorted({(x.merchant, RetryPolicy(2, 1, False)) for x in faults if x.kind is FaultKind.RETRY_STORM})
-        return ControlPlane(retry_policies=tuple(caps), route_split=RouteSplit(cdf))
+        order = np.stack([first, retry], axis=1).astype(np.int16)
+        return ControlPlane(retry_policies=tuple(caps), route_split=RouteSplit(cdf, order))
 
     def next_control(self, batch: Batch, snap: Snapshot) -> ControlPlane:
         nxt = self.control_at(batch.tick + 1)

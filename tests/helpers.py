@@ -38,7 +38,8 @@ def demo_until_pending():
                     scenario.start_hour)
     agent = Agent(DEFAULT_UNIVERSE)
     for tick in range(scenario.total_ticks):
-        step = agent.step(sim.step(agent.control, scenario.faults_at(tick)))
-        if step.action is not None and step.action.requires_human_approval:
-            return agent, step.action.id
+        agent.step(sim.step(agent.control, scenario.faults_at(tick)))
+        pending = agent.executor.pending()
+        if pending:
+            return agent, pending[0].id
     pytest.fail("the demo scenario no longer holds any action for approval")

@@ -108,7 +108,7 @@ def test_kill_9_at_random_moments(tmp_path):
         for name in STATE_FILES:
             assert read_json(tmp_path / name) is not None, name
         actions = {a["id"]: a for a in read_json(tmp_path / "actions.json")["actions"]}
-        assert all(actions[i]["status"] == "pending_approval" for i in pending_before)
+        assert all(actions[i]["status"] == "pending_approval" for i in pending_before), [(i, actions[i]["status"], actions[i].get("end_reason")) for i in pending_before]
         events = read_audit(tmp_path / "audit.jsonl")
         executed = [e["action_id"] for e in events if e["event"] == "action_executed"]
         assert len(executed) == len(set(executed)), "an action was applied twice"
