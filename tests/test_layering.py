@@ -85,7 +85,7 @@ ALLOWED = {
     "bench.replay_speed": {"data_universe", "log_reader", "shadow"},
     "evaluate": {"bench.baselines", "bench.report", "bench.runner", "bench.speed", "scenario"},
 }
-PURE = ["control_plane", "decision", "reasoner", "llm_contract", "guardrails", "judge", "learning_policy", "observer",
+PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails", "judge", "learning_policy", "observer",
         "explainability", "formatting", "actions", "schemas", "dashboard_text", "dashboard_charts", "log_formats",
         "decline_codes", "sequential", "localise", "incidents", "data_universe", "shadow_report"]
 
