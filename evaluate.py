@@ -12,7 +12,9 @@ here because the oracle reads the fault schedule, which nothing in the agent may
 - sr_router: per-payment success-rate routing per issuer, after Juspay's decision engine (SR_V3)
   and Hyperswitch's success-based routing (../shared/reference-routers.md, section (b));
 - agent: the project's agent, heuristic reasoning;
-- oracle: applies the best action the tick a fault starts and undoes it the tick it ends.
+- oracle_path: applies the best path move the tick a fault starts and undoes it the tick it ends;
+- oracle: while a fault lasts, routes each issuer's first attempts and retries where, by the simulator's
+  truth, they approve the most; the denominator of recovered share.
 
 Measures are defined in MEASURE_NOTES (written into results/summary.md). What this leaves out:
 human approvals (nobody approves in a benchmark run, so actions that need one stay pending), the
@@ -36,7 +38,7 @@ DEFAULT_SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Benchmark the agent against none, static, sr_router and oracle.")
+    ap = argparse.ArgumentParser(description="Benchmark the agent against none, static, sr_router and the oracles.")
     ap.add_argument("command", nargs="?", choices=("run", "bench"), default="run", help="bench: speed only")
     ap.add_argument("--quick", action="store_true", help="a small version (4 scenarios, 2 seeds, small speed runs)")
     ap.add_argument("--scenarios", default=str(DEFAULT_SCENARIOS), help="folder of scenario files")

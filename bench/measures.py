@@ -12,6 +12,8 @@ from bench.trace import Trace
 from scenario import Scenario
 from slice_stats import histogram_quantiles
 
+THIN_SHARE, WIDE_LAG, THIN_LAG = 0.05, 2, 6     # issue 14: faults on >= 5% of traffic found in 2 ticks, thin ones in 6
+SPEED_FLOORS = {100_000: 2_000_000, 10_000: 1_400_000}     # payments/s, the whole loop (issue 14: speed does not fall)
 SHARE_FLOOR = 0.0025    # oracle within 0.25 pp of none: nothing to recover, the share is n/a rather than noise / ~0
 BOOTSTRAP = 2000
 MEASURES = {            # name -> (group, format)
@@ -202,27 +204,38 @@ def targets(bench: dict, speed: dict | None) -> list[dict]:
     controls = [r for r in sc.values() if r["kind"] == "control"]
     acts = sum(r["policies"]["agent"]["actions"]["mean"] * len(r["seeds"]) for r in controls)
     reqs = sum(r["policies"]["agent"]["approval_requests"]["mean"] * len(r["seeds"]) for r in controls)
-    lags = [lag for _, _, lag in bench["detection_lags"]]
-    within = sum(1 for lag in lags if lag is not None and lag <= 2)
-    late = sorted({f"{name}@{start}" for name, start, lag in bench["detection_lags"] if lag is None or lag > 2})
+    detection = []
+    for wide, limit, label in ((True, WIDE_LAG, f"on >= {100 * THIN_SHARE:.0f}% of traffic"),
+                               (False, THIN_LAG, f"on under {100 * THIN_SHARE:.0f}% of traffic (thin)")):
+        lags = [(name, start, lag) for name, start, lag, share in bench["detection_lags"]
+                if (share >= THIN_SHARE) == wide]
+        if not lags:
+            continue
+        within = sum(1 for _, _, lag in lags if lag is not None and lag <= limit)
+        late = sorted({f"{name}@{start}" for name, start, lag in lags if lag is None or lag > limit})
+        detection.append({"target": f"agent detects faults {label} within {limit} ticks of full strength",
+                          "value": f"{within}/{len(lags)} faults x seeds" + (f"; late or missed: {', '.join(late)}"
+                                                                             if late else ""),
+                          "met": within == len(lags)})
     out = [
-        {"target": "agent beats sr_router on recovered share, averaged over fault scenarios",
-         "value": f"agent {_f(agent)} vs sr_router {_f(router)}", "met": agent is not None and router is not None and agent > router},
+        {"target": "agent >= sr_router on recovered share, averaged over fault scenarios",
+         "value": f"agent {_f(agent, 3)} vs sr_router {_f(router, 3)}",
+         "met": agent is not None and router is not None and agent >= router},
         {"target": "agent reaches >= 0.9 of oracle on single-fault scenarios (mean recovered share)",
          "value": f"{_f(single)}" + (f"; under 0.9: {', '.join(below)}" if below else ""), "met": single is not None and single >= 0.9},
         {"target": "agent takes no action on the fault-free controls",
          "value": f"{acts:.0f} executed, {reqs:.0f} approval requests over {sum(len(r['seeds']) for r in controls)} control runs",
          "met": acts == 0 and reqs == 0},
-        {"target": "agent detects within 2 ticks of a fault reaching full strength",
-         "value": f"{within}/{len(lags)} faults x seeds" + (f"; late or missed: {', '.join(late)}" if late else ""),
-         "met": within == len(lags)},
+        *detection,
         {"target": "agent never executes an action that needed approval without one",
          "value": f"{bench['approval_violations_total']} violations", "met": bench["approval_violations_total"] == 0},
     ]
-    if speed:
-        big = max(speed["batches"], key=lambda r: r["batch"])
-        out.append({"target": "whole loop (simulator + agent, heuristic) >= 1,000,000 payments/s on one core",
-                    "value": f"{big['loop']:,.0f}/s at {big['batch']:,} payments per tick", "met": big["loop"] >= 1e6})
+    for row in (speed or {}).get("batches", []):
+        floor = SPEED_FLOORS.get(row["batch"])
+        if floor is not None:
+            out.append({"target": f"whole loop (simulator + agent, heuristic) >= {floor:,.0f} payments/s on one core "
+                                  f"at {row['batch']:,} payments per tick",
+                        "value": f"{row['loop']:,.0f}/s", "met": row["loop"] >= floor})
     return [t | {"met": bool(t["met"])} for t in out]
 
 

@@ -12,9 +12,13 @@ MEASURE_NOTES = """\
 - **recovered_share**: (S_policy - S_none) / (S_oracle - S_none), where S is the *payment* success rate, approved
   payments / payments, over payments that *arrived* in the fault windows (an approval on a later retry counts; attempts
   do not, so cutting retries cannot raise it). Ratio of the means over seeds; the interval resamples seeds jointly.
-  n/a when S_oracle - S_none < 0.25 pp (nothing to recover: outages, retry storms). The oracle bounds the *response to
-  faults*, not steady-state routing, so a router can exceed 1. `recovered_share_first_attempt` is the same on
-  first-attempt approvals (where retries hide a fault, as in latency spikes that time out).
+  n/a when S_oracle - S_none < 0.25 pp (nothing to recover: outages, retry storms). The oracle routes every payment's
+  first attempt and retry by the truth while faults last, so no policy should exceed 1 (beyond noise).
+  `recovered_share_first_attempt` is the same on first-attempt approvals (where retries hide a fault, as in latency
+  spikes that time out); there the oracle, which keeps some first attempts where retries win them back, can be exceeded.
+- **Detection targets** split faults by blast radius: the share of first attempts the fault touches under the default
+  routing (`traffic_share` in `detection_lags`); on 5% or more it must be found within 2 ticks of full strength, a
+  thinner one within 6.
 - **time_to_detect**: ticks from fault start to the first hypothesis with exactly the right cause and target (mean
   over detected faults). `detect_lag_full_strength`: ticks from full strength (end of a ramp) to that hypothesis,
   worst fault of the run. Detection is measured for the reasoning policies (none, agent); n/a for the others.
@@ -135,11 +139,15 @@ def baseline_notes() -> str:
             f"failure, /{sr.penalty} per approval) falls under {sr.elimination_threshold} (HS sends 0.35, DE defaults to 0.05): "
             f"score / {sr.demote:g}, soft reset after {sr.soft_reset_minutes:g} min; retries go to the best other processor. "
             f"Routing changes once per tick, like every policy here; no hard 150-minute reset.\n"
-            "- **oracle**: from the fault schedule, at the tick a fault starts, moves each affected issuer's traffic off every "
-            "bad path (degraded issuer path, slow processor) to its best healthy path by true approval and technical-failure "
-            "rates, caps a storming merchant at 2 attempts without hard-decline retries, does nothing for an outage; undoes "
-            "all of it the tick the fault ends. It bounds the response to faults with the agent's own actions, not "
-            "steady-state routing, so sr_router can exceed it.")
+            "- **oracle_path**: from the fault schedule, at the tick a fault starts, moves each affected issuer's traffic "
+            "off every bad path (degraded issuer path, slow processor) to its best healthy path by true approval and "
+            "technical-failure rates, caps a storming merchant at 2 attempts without hard-decline retries, does nothing "
+            "for an outage; undoes all of it the tick the fault ends: the best the agent's own kind of action can do.\n"
+            "- **oracle**: from the fault schedule and the simulator's truth, while any fault lasts, sends each issuer's "
+            "first attempts to the processor, and its retries to the processor, that together approve the most of its "
+            "payments by the second attempt (a soft decline may be approved on a retry at a processor with a higher "
+            "uplift for that issuer), with the same storm cap; outside faults the default split. The denominator of "
+            "recovered share: no policy that routes by issuer can expect more approvals in the fault windows.")
 
 
 def render_speed(speed: dict) -> str:
@@ -158,7 +166,8 @@ def to_json(bench: dict, speed: dict | None, command: str) -> dict:
     return {"schema_version": 1, "command": command, "policies": list(POLICIES), "measures": {k: v[0] for k, v in MEASURES.items()},
             "share_floor": SHARE_FLOOR, "targets": targets(bench, speed), "headline": bench["headline"],
             "scenarios": {r["file"]: r for r in bench["scenarios"].values()},
-            "detection_lags": [{"scenario": n, "fault_start": s, "lag": lag} for n, s, lag in bench["detection_lags"]],
+            "detection_lags": [{"scenario": n, "fault_start": s, "lag": lag, "traffic_share": round(share, 4)}
+                               for n, s, lag, share in bench["detection_lags"]],
             "runs": bench["runs"], "speed": speed}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent import AgentSettings
 from bench.baselines import POLICIES
 from bench.measures import _lag, evaluate_scenario, headline, scenario_kind
-from bench.trace import Trace, run_policy
+from bench.trace import Trace, fault_share, run_policy
 from merchant_profiles import DEFAULT_UNIVERSE
 from scenario import Scenario, ScenarioError, fault_dict, load_scenario
 from simulator import FaultKind
@@ -56,7 +56,8 @@ def run_benchmark(scenarios: dict[str, Scenario], n_seeds: int, workers: int, pr
                                     for f in s.faults],
                          "policies": res}
         draws[path] = d
-    lags = [(Path(path).name, f.start_tick, _lag(traces[path]["agent", seed].hypotheses, f, grace))
+    lags = [(Path(path).name, f.start_tick, _lag(traces[path]["agent", seed].hypotheses, f, grace),
+             fault_share(f.fault, DEFAULT_UNIVERSE))
             for path, s in scenarios.items() for seed in seeds[path] for f in s.faults]
     agent_runs = [tr for per in traces.values() for (policy, _), tr in per.items() if policy == "agent"]
     return {"scenarios": results, "headline": headline(results, draws), "detection_lags": lags,

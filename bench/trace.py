@@ -59,6 +59,19 @@ def addresses(fault: Fault, control: ControlPlane, u: Universe) -> bool:
     return bool(u.issuer_share @ now[:, p] <= 0.5 * (u.issuer_share @ default[:, p]))
 
 
+def fault_share(fault: Fault, u: Universe) -> float:
+    """The share of first attempts a fault touches under the default routing (its blast radius)."""
+    if fault.kind is FaultKind.RETRY_STORM:
+        return float(u.merchant_share[u.index("merchant", fault.merchant)])
+    if fault.kind is FaultKind.ISSUER_OUTAGE:
+        return float(u.issuer_share[u.index("issuer", fault.issuer)])
+    p = u.index("processor", fault.processor)
+    if fault.kind is FaultKind.ISSUER_DEGRADATION:
+        i = u.index("issuer", fault.issuer)
+        return float(u.issuer_share[i] * u.route_share[i, p])
+    return float(u.issuer_share @ u.route_share[:, p])
+
+
 def effect(rec) -> ControlPlane:
     """The control plane an agent action alone would make."""
     return apply_action(ControlPlane(), rec.action, rec.target, rec.params, rec.id)
