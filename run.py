@@ -103,6 +103,7 @@ class PhasePrinter:
         self.phase = None
         self.seen: set = set()
         self.last_no_op = None
+        self.said_bound = False
 
     def __call__(self, phase, tick, step) -> None:
         p = lambda s: print(s, file=self.out or sys.stdout)
@@ -114,6 +115,9 @@ class PhasePrinter:
                 self.seen.add((h.key, h.source))
                 tag = h.source.value + ("" if h.supported_by_heuristic else ", LLM only: actions need a human")
                 p(f"  t={tick:4d} hypothesis [{tag}] {h.cause.value} {dict(h.target)} conf {h.confidence:.2f}: {'; '.join(h.evidence)}")
+        if step.llm_status.get("reason") == "time_bound" and not self.said_bound:    # said once
+            self.said_bound = True
+            p(f"  t={tick:4d} LLM: {step.llm_status.get('detail')}; heuristics only from here on")
         for rec in step.changed:
             if rec.status in (Status.ROLLED_BACK, Status.RESTORED):
                 p(f"  t={tick:4d} {rec.status.value.upper()} {rec.id}: {rec.end_reason}")

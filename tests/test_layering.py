@@ -28,7 +28,10 @@ ALLOWED = {
     "reasoner": {"decline_codes", "formatting", "observer"},
     "llm_contract": {"decline_codes", "merchant_profiles", "observer", "reasoner"},
     "llm_bounds": {"llm_contract"},
-    "llm_reasoner": {"llm_bounds", "llm_contract", "observer", "reasoner"},
+    "llm_call": set(),
+    "incident_notes": {"formatting", "llm_contract"},
+    "llm_asker": {"incident_notes", "llm_bounds", "llm_call", "llm_contract"},
+    "llm_reasoner": {"llm_asker", "llm_bounds", "llm_call", "llm_contract", "observer", "reasoner"},
     "guardrails": {"control_plane", "observer"},
     "learning_policy": {"actions"},
     "decision": {"control_plane", "guardrails", "learning_policy", "observer", "reasoner"},
@@ -74,7 +77,7 @@ ALLOWED = {
 }
 PURE = ["control_plane", "decision", "reasoner", "llm_contract", "guardrails", "judge", "learning_policy", "observer",
         "explainability", "formatting", "actions", "schemas", "dashboard_text", "dashboard_charts", "log_formats",
-        "decline_codes"]
+        "decline_codes", "incident_notes"]
 
 
 def module_files() -> dict[str, Path]:
