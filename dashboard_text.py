@@ -175,6 +175,8 @@ def advice_text(rec: dict | None) -> str:
         return "none"
     to = (rec.get("params") or {}).get("to_processor")
     gate = "needs approval" if rec.get("requires_human_approval") else "automatic"
+    if rec.get("status"):                                   # the live agent's action: where it stands now
+        gate = f"{rec.get('action_id', '')} {str(rec['status']).replace('_', ' ')}".strip()
     return f"{rec.get('action')}{' to ' + str(to) if to else ''} ({gate}, risk {rec.get('risk', 0):.2f})"
 
 
@@ -195,5 +197,11 @@ def incident_lines(inc: dict) -> list[str]:
     else:
         lines.append(f"no recommendation: {inc.get('no_recommendation_reason') or 'none'}")
     if inc.get("note"):
-        lines.append(f"note ({inc['note'].get('source')}): {inc['note'].get('text')}")
+        lines.append(note_line(inc["note"]))
     return lines
+
+
+def note_line(note: dict) -> str:
+    """'note (gemini, as of 12:06:00Z): ...': who wrote it and when; its text as plain text, never markdown."""
+    when = f", as of {note['as_of']}" if note.get("as_of") else ""
+    return f"note ({note.get('source', '?')}{when}): {note.get('text')}"

@@ -41,8 +41,9 @@ ALLOWED = {
     "recovery": {"actions", "control_plane", "executor"},
     "learner": {"actions", "learning_policy"},
     "explainability": {"decision", "formatting", "reasoner"},
-    "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "judge", "learner",
-              "learning_policy", "merchant_profiles", "observer", "reasoner", "recovery", "simulator"},
+    "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "incident_notes",
+              "incidents", "judge", "learner", "learning_policy", "merchant_profiles", "observer", "reasoner", "recovery",
+              "simulator"},
     # state, edges and entry points
     "schemas": set(),
     "clock": set(),

@@ -196,7 +196,7 @@ def test_run_py_against_an_endpoint_that_hangs_30_s_ends_within_its_heuristics_t
         env_on = {**env, "GEMINI_API_KEY": "AIza-hang", "GOOGLE_GEMINI_BASE_URL": stub.url}
         took, on, out = _demo(tmp_path, "on", env_on)
     acct = on["llm"]["accounting"]
-    assert stub.requests and took <= heuristics_s + on["llm"]["accounting"]["wait_bound_s"] + 5
+    assert stub.requests and took <= heuristics_s + acct["wait_bound_s"] + 10      # slack for a loaded machine
     assert acct["abandoned"] >= 1 and acct["latency_ms"]["waited"] <= 1000 * (acct["wait_bound_s"] + 1)
     assert on["actions"] == off["actions"]                             # nothing executes differently
     print(f"\nrun.py heuristics only {heuristics_s:.1f} s; every call hanging 30 s {took:.1f} s "
