@@ -232,7 +232,7 @@ class GeminiAsker:
             return
         if c is None and self._blocked(now) is not None:
             return
-        if c is None and self._wanted:
+        if c is None and self._wanted and self.budget.left(now) >= 2:   # the last call of a minute is reasoning's
             c = self._wanted.popitem(last=False)[1]
         if c is None and self._summary_wanted is not None:
             c, self._summary_wanted = self._summary_wanted, None
@@ -257,8 +257,9 @@ class GeminiAsker:
             return None, False
         now = self._now(self._tick)
         blocked = self._blocked(now)
-        if blocked is not None and blocked[0] is FallbackReason.BUDGET_EXHAUSTED:
-            return None, False                                 # asked on a later tick
+        if blocked is None and self.budget.left(now) < 2 or blocked is not None and blocked[0] is \
+                FallbackReason.BUDGET_EXHAUSTED:
+            return None, False                  # asked on a later tick: the last call of a minute is reasoning's
         if blocked is not None:
             self._keep_note(key, None)
             log.info("gemini note %s not asked (%s)", key, blocked[0].value)

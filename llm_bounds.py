@@ -104,6 +104,10 @@ class CallBudget:
             self.times.popleft()
         return len(self.times) < self.per_minute
 
+    def left(self, now: float) -> int:
+        self.available(now)
+        return self.per_minute - len(self.times)
+
     def take(self, now: float) -> bool:
         if not self.available(now):
             return False
