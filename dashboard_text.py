@@ -37,7 +37,7 @@ def agent_status(status: dict | None, age_s: float | None, stale_after: float = 
 
 
 def llm_status(llm: dict | None, latest: list[dict] | None = None) -> tuple[str, str]:
-    """(label, detail): off, on or fallback (with the reason)."""
+    """(label, detail): off, on, asking (the worker awaits an answer) or fallback (with the reason)."""
     llm = llm or {}
     if not llm.get("enabled"):
         return "off", "heuristics only"
@@ -45,6 +45,8 @@ def llm_status(llm: dict | None, latest: list[dict] | None = None) -> tuple[str,
     if llm.get("fallback") or llm.get("state") == "fallback" or fallback_h:
         why = (llm.get("fallback_reason") or llm.get("reason") or llm.get("error")
                or (fallback_h or {}).get("fallback_reason") or "reason not given")
+        if why == "awaiting_reply":                # the worker asked in the background: not a failure
+            return "asking", "Gemini asked in the background; heuristics until its answer is in"
         return "fallback", str(why)
     return "on", str(llm.get("model") or llm.get("provider") or "LLM reasoner active")
 

@@ -183,3 +183,34 @@ def test_a_replay_notes_every_incident_from_the_template_or_from_gemini(key, mon
         assert all(r["body"]["contents"][0]["parts"][0]["text"].startswith("Incident facts.") for r in stub.requests)
     state = json.loads((tmp_path / "s" / "incidents.json").read_text())
     assert [i["note"]["source"] for i in state["incidents"]] == [i["note"]["source"] for i in report["incidents"]]
+
+
+@pytest.mark.parametrize("llm, label", [
+    ({"enabled": True, "state": "fallback", "reason": "awaiting_reply"}, "asking"),   # the worker never waits
+    ({"enabled": True, "state": "fallback", "reason": "time_bound"}, "fallback"),
+])
+def test_the_header_says_asking_while_the_worker_awaits_an_answer(llm, label):
+    import dashboard_text
+    assert dashboard_text.llm_status(llm)[0] == label
+
+
+@pytest.mark.slow
+def test_a_note_is_shown_on_the_live_page_as_plain_text_never_markdown(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from state_writer import read_json, write_json
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert run.main(["--quiet", "--no-llm", "--state-dir", str(tmp_path)]) == 0
+    evil = "<img src=x onerror=alert(1)> ![t](http://evil.example/p.png)"
+    doc = read_json(tmp_path / "incidents.json")
+    doc["incidents"][-1]["note"] = {"source": "gemini", "text": evil, "as_of": "t", "final": True}
+    write_json(tmp_path / "incidents.json", {k: v for k, v in doc.items() if k not in ("schema_version", "generated_at")},
+               doc["generated_at"])
+    monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=30).run()
+    assert not at.exception and "Incidents" in [s.value for s in at.subheader]
+    rendered = [e for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    assert not any("evil.example" in str(e.value) or "onerror" in str(e.value) for e in rendered)
+    assert any("note (gemini, as of t): " + evil in str(t.value) for t in at.text)
