@@ -3,6 +3,12 @@
 Agent wires the stages and keeps bounded histories for the dashboard and the
 report. It sees only the batches the simulator made; it never reads the fault
 schedule. With policy "none" it observes and reasons but never acts.
+
+Each tick's hypotheses are also held as incidents (incidents.py): where, since when,
+how large, and the action the agent took or proposed for each (its recommendation);
+each incident carries a short note for people (incident_notes.py), from a template, or
+from the optional note writer (Gemini). Incidents and notes are for people: nothing
+the agent decides reads them.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from explainability import (
     explain_tradeoffs,
 )
 from guardrails import PolicyConfig
+from incident_notes import NoteKeeper
+from incidents import Incident, IncidentTracker
 from judge import JudgeSettings
 from learner import Learner
 from learning_policy import LearnerSettings, LearningSignal
@@ -33,7 +41,7 @@ from sequential import SequentialSettings
 from simulator import Batch
 
 HISTORY = 720          # ticks of trend kept in memory and in metrics.json (2 h at 10 s ticks)
-EVENT_HISTORY = 200    # hypotheses and decisions kept for the dashboard
+EVENT_HISTORY = 200    # hypotheses, decisions and closed incidents kept for the dashboard
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class AgentSettings:
     policy: PolicyConfig = PolicyConfig()
     judge: JudgeSettings = JudgeSettings()
     learner: LearnerSettings = LearnerSettings()
+    incident_close_ticks: int = 6    # a window's worth: a slice the window still remembers is the same incident
+    note_after_ticks: int = 3        # an incident named this many ticks has a size worth a note from the LLM
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,10 @@ class Agent:
 
     def __init__(self, universe: Universe, settings: AgentSettings = AgentSettings(), policy: str = "agent",
                  llm=None, summarizer=None, clock=None, audit=None, kill_switch=None,
-                 controller: Controller | None = None):
-        """clock() returns seconds (simulated in run.py, wall time in worker.py); audit(event) records changes.
-        With a controller, the agent observes and reasons only, and the controller routes (policy: its name)."""
+                 controller: Controller | None = None, note_writer=None, stamp=None):
+        """clock() returns seconds (simulated in run.py, wall time in worker.py); audit(event) records changes;
+        stamp() is the time as ISO 8601 (incident times). With a controller, the agent observes and reasons only,
+        and the controller routes (policy: its name). note_writer (the LLM, optional) writes incident notes."""
         if policy not in self.POLICIES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(self.POLICIES)}")
         self.universe = universe
@@ -92,6 +103,11 @@ class Agent:
         self.first_seen: dict[tuple, dict] = {}
         self.last: StepResult | None = None
         self.llm_status: dict = {"enabled": llm is not None}
+        self.incidents = IncidentTracker(close_after=settings.incident_close_ticks)
+        self.notes = NoteKeeper(note_writer, after_ticks=settings.note_after_ticks)
+        self.stamp = stamp or (lambda: None)
+        self._stamps: dict[int, str] = {}
+        self._no_action: dict[str, str] = {}     # incident id -> why the agent proposed nothing (last NO_OP naming it)
 
     @property
     def control(self) -> ControlPlane:
@@ -119,11 +135,73 @@ class Agent:
                 self.executor.submit(decision.escalation, tick, snap, explain_decision(decision.escalation), now,
                                      replaces=action.id)              # mitigate now, escalate the rest
         result = StepResult(tick, snap, reasoning.hypotheses, decision, action, changed, self.llm_status)
+        self._track_incidents(result)
         self._remember(result)
         self.last = result
         if self.controller:
             self.controller.update(batch, snap)
         return result
+
+    # -- incidents ---------------------------------------------------------------------
+    def _time_of(self, tick: int) -> str:
+        return self._stamps.get(tick) or f"tick {tick}"
+
+    def _track_incidents(self, r: StepResult) -> None:
+        """Fold this tick's hypotheses into incidents, note the action taken for one, refresh the notes."""
+        stamp = self.stamp()
+        if stamp is not None:
+            self._stamps[r.tick] = stamp
+            self._stamps.pop(r.tick - 4 * self.incidents.close_after - 8, None)
+        u, snap = self.universe, r.snapshot
+
+        def impact(target: dict) -> tuple[int, float]:
+            codes = {k: u.index(k, v) for k, v in target.items()}
+            now, base = snap.last.slice(codes), snap.baseline.slice(codes)
+            rate = base.first_attempt_rate
+            return now.payments, (max(0.0, now.payments * rate - now.first_approvals) if rate is not None else 0.0)
+
+        self.incidents.update(r.tick, r.hypotheses, impact, self._time_of)
+        live = self.incidents.open_incidents()
+        if r.action is not None:
+            inc = self._incident_for(r.action.cause, r.action.target, live)
+            if inc is not None:
+                inc.recommendation = {"action_id": r.action.id, "action": r.action.action, "target": r.action.target,
+                                      "params": r.action.params, "risk": round(r.action.risk, 3),
+                                      "requires_human_approval": r.action.requires_human_approval,
+                                      "status": r.action.status.value,
+                                      "expected": {k: round(v, 4) for k, v in r.decision.expected},
+                                      "confidence": round(r.decision.confidence, 3),
+                                      "reasons": [r.decision.reason, *r.decision.guardrails]}
+        elif r.decision is not None and r.decision.is_no_op:
+            for inc in live:
+                if inc.recommendation is None and inc.cause in r.decision.reason and all(
+                        str(v) in r.decision.reason for v in inc.target.values()):
+                    self._no_action[inc.id] = r.decision.reason
+        for inc in live:
+            if inc.recommendation is None:
+                inc.no_recommendation_reason = self._no_action.get(inc.id) or (
+                    "the agent only observes (policy none)" if self.policy == "none" else
+                    f"a baseline ({self.policy}) routes here; the agent only observes" if self.controller else
+                    "no action proposed for it yet")
+        self.notes.update(live, self._time_of(r.tick))
+        self.incidents.prune(EVENT_HISTORY)
+
+    @staticmethod
+    def _incident_for(cause: str | None, target: dict, live: list[Incident]) -> Incident | None:
+        """The open incident an action is about: one named with its cause that shares a value with its target."""
+        values = set(target.items())
+        return next((i for i in live if any(c == cause for c, _ in i.named) and values & i.values()), None)
+
+    def incident_docs(self) -> list[dict]:
+        """Every incident kept, with its recommendation's status as the executor has it now."""
+        out = []
+        for inc in self.incidents.incidents:
+            d = inc.to_dict()
+            rec = d.get("recommendation")
+            if rec and rec.get("action_id") in self.executor.actions:
+                d["recommendation"] = {**rec, "status": self.executor.actions[rec["action_id"]].status.value}
+            out.append(d)
+        return out
 
     def _urgent(self, hypotheses) -> frozenset:
         """Active reroutes whose new path is now flagged failing: judged at once, not at the next guard window."""
@@ -235,6 +313,8 @@ class Agent:
                               "signal": _signal_dict(self.learner.signal(r.tick)), **self.learner.to_dict()},
             "control_plane.json": {"tick": r.tick, **self.executor.to_dict(), **self._controller_state()},
             "status.json": {"tick": r.tick, "policy": self.policy, **status},
+            "incidents.json": {"tick": r.tick, "time": self._time_of(r.tick) if r.tick in self._stamps else None,
+                               "incidents": self.incident_docs(), "open": len(self.incidents.open_incidents())},
         }
 
 

@@ -234,12 +234,18 @@ def history(docs: dict) -> None:
             st.json({k: v for k, v in sim.items() if k not in ("schema_version", "generated_at")})
 
 
-def incidents(docs: dict) -> None:
-    """Shadow mode: what the agent would have raised, and one incident's drill-down."""
+def incidents(docs: dict, live: bool = False) -> None:
+    """What the agent raised (shadow mode: would have raised), and one incident's drill-down with its note."""
     doc = docs["incidents.json"]
     items = doc.get("incidents") or []
-    st.subheader(f"Incidents ({doc.get('open', 0)} open at data time {doc.get('time') or '?'})")
-    st.caption("Shadow mode: the agent replays a payment log and advises; nothing is applied.")
+    if live:
+        st.subheader("Incidents")
+        st.caption(f"{doc.get('open', 0)} open. Each hypothesis held over time, with the action the agent took or "
+                   "proposed for it and a note for people: Gemini's when it is on, else a template. Nothing the agent "
+                   "decides reads them.")
+    else:
+        st.subheader(f"Incidents ({doc.get('open', 0)} open at data time {doc.get('time') or '?'})")
+        st.caption("Shadow mode: the agent replays a payment log and advises; nothing is applied.")
     show_table(incidents_frame(items), "No incident: every measured segment stayed within its baseline.")
     if items:
         ids = [str(i.get("id")) for i in items]
@@ -283,7 +289,7 @@ def live_page(folder: Path) -> None:
     header(docs, age)
     story(docs)
     for section in (lambda: approvals(folder, docs, is_live), lambda: charts(docs), lambda: reasoning(docs),
-                    lambda: history(docs)):
+                    lambda: incidents(docs, live=True) if docs["incidents.json"] else None, lambda: history(docs)):
         try:
             section()
         except Exception as e:  # the edge: an odd document costs one section, never the page

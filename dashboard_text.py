@@ -37,7 +37,7 @@ def agent_status(status: dict | None, age_s: float | None, stale_after: float = 
 
 
 def llm_status(llm: dict | None, latest: list[dict] | None = None) -> tuple[str, str]:
-    """(label, detail): off, on or fallback (with the reason)."""
+    """(label, detail): off, on, asking (the worker awaits an answer) or fallback (with the reason)."""
     llm = llm or {}
     if not llm.get("enabled"):
         return "off", "heuristics only"
@@ -45,6 +45,8 @@ def llm_status(llm: dict | None, latest: list[dict] | None = None) -> tuple[str,
     if llm.get("fallback") or llm.get("state") == "fallback" or fallback_h:
         why = (llm.get("fallback_reason") or llm.get("reason") or llm.get("error")
                or (fallback_h or {}).get("fallback_reason") or "reason not given")
+        if why == "awaiting_reply":                # the worker asked in the background: not a failure
+            return "asking", "Gemini asked in the background; heuristics until its answer is in"
         return "fallback", str(why)
     return "on", str(llm.get("model") or llm.get("provider") or "LLM reasoner active")
 
@@ -175,6 +177,8 @@ def advice_text(rec: dict | None) -> str:
         return "none"
     to = (rec.get("params") or {}).get("to_processor")
     gate = "needs approval" if rec.get("requires_human_approval") else "automatic"
+    if rec.get("status"):                                   # the live agent's action: where it stands now
+        gate = f"{rec.get('action_id', '')} {str(rec['status']).replace('_', ' ')}".strip()
     return f"{rec.get('action')}{' to ' + str(to) if to else ''} ({gate}, risk {rec.get('risk', 0):.2f})"
 
 
@@ -195,5 +199,11 @@ def incident_lines(inc: dict) -> list[str]:
     else:
         lines.append(f"no recommendation: {inc.get('no_recommendation_reason') or 'none'}")
     if inc.get("note"):
-        lines.append(f"note ({inc['note'].get('source')}): {inc['note'].get('text')}")
+        lines.append(note_line(inc["note"]))
     return lines
+
+
+def note_line(note: dict) -> str:
+    """'note (gemini, as of 12:06:00Z): ...': who wrote it and when; its text as plain text, never markdown."""
+    when = f", as of {note['as_of']}" if note.get("as_of") else ""
+    return f"note ({note.get('source', '?')}{when}): {note.get('text')}"

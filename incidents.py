@@ -58,6 +58,14 @@ class IncidentTracker:
     def __init__(self, close_after: int = 2):
         self.close_after = close_after
         self.incidents: list[Incident] = []
+        self.opened = 0                      # incidents ever opened: ids stay unique when old ones are pruned
+
+    def prune(self, keep: int) -> None:
+        """Forget the oldest closed incidents beyond `keep` (endless runs)."""
+        closed = [i for i in self.incidents if not i.open]
+        if len(closed) > keep:
+            gone = {i.id for i in closed[:len(closed) - keep]}
+            self.incidents = [i for i in self.incidents if i.id not in gone]
 
     def open_incidents(self) -> list[Incident]:
         return [i for i in self.incidents if i.open]
@@ -78,7 +86,8 @@ class IncidentTracker:
             key = (h.cause.value, h.target)
             inc = self._match(key)
             if inc is None:
-                inc = Incident(f"I{len(self.incidents) + 1:03d}", tick, time_of(tick), h.cause.value, h.target_dict,
+                self.opened += 1
+                inc = Incident(f"I{self.opened:03d}", tick, time_of(tick), h.cause.value, h.target_dict,
                                h.confidence, list(h.evidence), tick)
                 self.incidents.append(inc)
                 opened.append(inc)

@@ -1,5 +1,5 @@
-"""The demo's report: per-phase numbers, faults, hypotheses, actions, learning and the counterfactual, and the
-post-run analysis printed from it (run.py --report FILE writes the same document as JSON).
+"""The demo's report: per-phase numbers, faults, hypotheses, incidents (with their notes), actions, learning and
+the counterfactual, and the post-run analysis printed from it (run.py --report FILE writes the same document as JSON).
 
 Pure: a finished run in, a JSON-ready dict and text out; never runs anything.
 """
@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 
 from agent import Agent
-from formatting import text_table
+from formatting import target_text, text_table
 from llm_bounds import describe_llm
 from observer import Stats
 from scenario import Scenario, fault_dict
@@ -52,6 +52,7 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
         "hypotheses": sorted(({"tick": h["tick"], "cause": h["cause"], "target": h["target"],
                                "confidence": h["confidence"], "source": h["source"]}
                               for h in agent.first_seen.values()), key=lambda h: (h["tick"], h["cause"])),
+        "incidents": agent.incident_docs(),
         "actions": [{"id": a.id, "tick": a.tick, "action": a.action, "target": a.target, "params": a.params,
                      "risk": round(a.risk, 3), "requires_human_approval": a.requires_human_approval,
                      "status": a.status.value, "ended_tick": a.ended_tick, "outcome": a.outcome.value,
@@ -73,6 +74,20 @@ def build_report(res: RunResult, baseline: RunResult | None) -> dict:
             "approved_amount_saved": round(res.approved_amount - baseline.approved_amount, 2),
             "phases": phase_rows(baseline)}
     return report
+
+
+def print_incidents(incidents: list[dict], p) -> None:
+    p("\nIncidents:")
+    if not incidents:
+        p("  none")
+    for i in incidents:
+        r = i.get("recommendation")
+        rec = (f"{r.get('action_id')} {r['action']} ({r.get('status')})" if r else
+               f"no action: {i.get('no_recommendation_reason') or 'none'}")
+        p(f"  {i['id']} {i['cause'].replace('_', ' ')} at {target_text(i['target'])}, {i['start']} to {i['end'] or 'open'}: "
+          f"{i['affected_attempts']:,} first attempts, ~{i['approvals_lost_est']:,.0f} approvals lost; {rec}")
+        if i.get("note"):
+            p(f"      note ({i['note'].get('source')}): {i['note'].get('text')}")
 
 
 PHASE_COLS = [("name", "phase", "s"), ("payments", "payments", "n"), ("attempts", "attempts", "n"),
@@ -108,6 +123,7 @@ def print_analysis(report: dict, out=None) -> None:
         p(f"\nPolicy actions ({report['policy']}): {pa['count']}" + (", first ones:" if pa["first"] else ""))
         for a in pa["first"]:
             p(f"  t={a['tick']} {a['action']} {a['target']} {a['params']}")
+    print_incidents(report.get("incidents") or [], p)
     p("\nLearner statistics:")
     if report["learning"]:
         rows = [{"action": k, **v} for k, v in report["learning"].items()]

@@ -27,6 +27,8 @@ from bench.baselines import POLICIES, make_policy
 from clock import SimClock, iso
 from data_universe import DataUniverse
 from event_export import EventWriter
+from incident_notes import NoteKeeper
+from llm_bounds import LLMSettings
 from log_formats import LogError, add_replay_arguments, spec_from_args
 from log_reader import open_log
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
@@ -52,7 +54,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
         archive_audit(Path(state_dir), clock.iso().replace(":", "").replace("-", ""))
         audit = AuditLog(state_dir, clock.iso, "run.py")
     agent = make_policy(policy, universe, settings, scenario, llm=llm, summarizer=summarizer,
-                        clock=clock.seconds, audit=audit.append if audit else None)
+                        clock=clock.seconds, audit=audit.append if audit else None, note_writer=llm, stamp=clock.iso)
     writer = StateWriter(state_dir, clock.iso) if state_dir else None
     if audit:
         audit.append({"event": "run_start", "reason": f"scenario {scenario.name!r}, seed {seed}, policy {policy}"})
@@ -103,6 +105,7 @@ class PhasePrinter:
         self.phase = None
         self.seen: set = set()
         self.last_no_op = None
+        self.said_bound = False
 
     def __call__(self, phase, tick, step) -> None:
         p = lambda s: print(s, file=self.out or sys.stdout)
@@ -114,6 +117,9 @@ class PhasePrinter:
                 self.seen.add((h.key, h.source))
                 tag = h.source.value + ("" if h.supported_by_heuristic else ", LLM only: actions need a human")
                 p(f"  t={tick:4d} hypothesis [{tag}] {h.cause.value} {dict(h.target)} conf {h.confidence:.2f}: {'; '.join(h.evidence)}")
+        if step.llm_status.get("reason") == "time_bound" and not self.said_bound:    # said once
+            self.said_bound = True
+            p(f"  t={tick:4d} LLM: {step.llm_status.get('detail')}; heuristics only from here on")
         for rec in step.changed:
             if rec.status in (Status.ROLLED_BACK, Status.RESTORED):
                 p(f"  t={tick:4d} {rec.status.value.upper()} {rec.id}: {rec.end_reason}")
@@ -228,12 +234,16 @@ def run_replay(args) -> int:
         source.close()
         print(f"run.py: {e}", file=sys.stderr)
         return 2
+    # shadow mode asks Gemini for incident notes only, at the end, within the run's wait bound (wall time)
+    llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic(),
+                                settings=LLMSettings(model=os.environ.get("GEMINI_MODEL") or LLMSettings.model,
+                                                     calls_per_minute=REPLAY_NOTES))
     with source:
         if not args.quiet:
             print(f"Replaying {args.replay}: {source.format_reason}; {source.rows.summary()}", file=sys.stderr)
-        run = replay(source, args.state_dir, quiet=args.quiet)
+        run = replay(source, args.state_dir, quiet=args.quiet, llm=llm)
     lock.close()
-    report = build_shadow_report(run, source)
+    report = build_shadow_report(run, source, replay_llm_status(llm))
     print_shadow_report(report)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +251,19 @@ def run_replay(args) -> int:
     return 0
 
 
-def replay(source, state_dir: str | Path | None, quiet: bool = True, write_every_s: float = 1.0) -> ShadowRun:
-    """Every tick of the log through the shadow engine; state written at most once a second, and at the end."""
+REPLAY_NOTES = 20     # Gemini writes the notes of the costliest incidents of a replay; the rest come from the template
+
+
+def replay_llm_status(llm) -> dict:
+    if llm is None or not llm.enabled:
+        return llm.status("off", llm.off_reason) if llm is not None else {"enabled": False}
+    return llm.status("notes")
+
+
+def replay(source, state_dir: str | Path | None, quiet: bool = True, write_every_s: float = 1.0,
+           llm=None) -> ShadowRun:
+    """Every tick of the log through the shadow engine; state written at most once a second, and at the end,
+    when each incident gets its note (Gemini's for the costliest when llm is on, else the template's)."""
     universe = DataUniverse.from_volumes(source.volumes())
     run = ShadowRun(universe, source.tick_seconds, source.n_ticks, has_latency=source.roles.get("latency_ms") is not None,
                     has_attempts=source.shape == "events" and ("attempt" in source.roles or "payment_id" in source.roles))
@@ -259,8 +280,9 @@ def replay(source, state_dir: str | Path | None, quiet: bool = True, write_every
                   end="", file=sys.stderr, flush=True)
     if not quiet:
         print(file=sys.stderr)
+    NoteKeeper(llm).finish(run.tracker.incidents, run.trend[-1]["time"] if run.trend else "", REPLAY_NOTES)
     if writer:
-        writer.write_all(shadow_documents(run, source, "finished"))
+        writer.write_all(shadow_documents(run, source, "finished", replay_llm_status(llm)))
     return run
 
 

@@ -92,6 +92,13 @@ class CommandsDoc(Stamped):
     log: list[dict]              # id, file, command, action_id, by, issued_at, processed_at, tick, result, message
 
 
+class IncidentsDoc(Stamped):
+    tick: int
+    time: str | None             # the tick's time (ISO 8601; data time in a replay)
+    incidents: list[dict]        # incidents.Incident.to_dict(): where, since when, how large, recommendation, note
+    open: int
+
+
 class Report(TypedDict):
     schema_version: int
     scenario: str
@@ -101,6 +108,7 @@ class Report(TypedDict):
     phases: list[dict]
     faults: list[dict]
     hypotheses: list[dict]       # first sighting of each (cause, target): tick, cause, target, confidence, source
+    incidents: NotRequired[list[dict]]   # as in incidents.json; absent from reports written before incidents
     actions: list[dict]
     learning: dict[str, dict]
     totals: dict
@@ -113,5 +121,5 @@ class Report(TypedDict):
 STATE_SCHEMAS: dict[str, type] = {
     "metrics.json": MetricsDoc, "hypotheses.json": HypothesesDoc, "actions.json": ActionsDoc,
     "learning.json": LearningDoc, "control_plane.json": ControlPlaneDoc, "status.json": StatusDoc,
-    "simulator.json": SimulatorDoc, "commands.json": CommandsDoc,
+    "simulator.json": SimulatorDoc, "commands.json": CommandsDoc, "incidents.json": IncidentsDoc,
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from formatting import target_text, text_table
+from incident_notes import template_note
 
 REPORT_SCHEMA_VERSION = 1
 HISTORY = 720
@@ -57,6 +58,11 @@ def build_report(run, source, llm_status: dict | None = None) -> dict:
     }
 
 
+def with_note(inc: dict, as_of: str) -> dict:
+    """An incident still without its note (the replay runs on) shows the template's, as of now."""
+    return inc if inc.get("note") else {**inc, "note": template_note(inc, as_of)}
+
+
 def state_documents(run, source, state: str, llm_status: dict | None = None) -> dict[str, dict]:
     """The dashboard's files for a replay: metrics with the data's times, hypotheses, incidents, status."""
     snap, tick = run.last, (run.trend[-1]["tick"] if run.trend else 0)
@@ -86,7 +92,8 @@ def state_documents(run, source, state: str, llm_status: dict | None = None) -> 
         "hypotheses.json": {"tick": tick, "latest": latest, "history": list(run.first_seen.values())[-200:],
                             "llm": llm_status or {"enabled": False}},
         "incidents.json": {"tick": tick, "time": run.trend[-1]["time"] if run.trend else None,
-                           "incidents": [i.to_dict() for i in run.tracker.incidents[-500:]],
+                           "incidents": [with_note(i.to_dict(), run.trend[-1]["time"] if run.trend else "")
+                                         for i in run.tracker.incidents[-500:]],
                            "open": len(run.tracker.open_incidents())},
         "actions.json": {"tick": tick, "decision": None,
                          "explanation": {"decision": "Shadow mode: the agent advises and never acts; see incidents."},

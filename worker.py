@@ -168,9 +168,12 @@ class LiveLoop:
         notes = quarantine_corrupt(state_dir, self.started.replace(":", "").replace("-", ""))
         self.audit = AuditLog(state_dir, utc_now, "worker.py")
         self.kill_file = state_dir / KILL_FILE
-        self.llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic())
+        # Gemini in the background: a tick never waits for it; budgets and the breaker run in wall time
+        self.llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic(),
+                                         background=True)
         self.agent = Agent(DEFAULT_UNIVERSE, AgentSettings(), llm=self.llm, summarizer=self.llm, clock=time.time,
-                           audit=self.audit.append, kill_switch=self.kill_file.exists)
+                           audit=self.audit.append, kill_switch=self.kill_file.exists, note_writer=self.llm,
+                           stamp=utc_now)
         previous = read_json(state_dir / "status.json") or {}
         notes += self.agent.restore(read_json(state_dir / "control_plane.json"), read_json(state_dir / "learning.json"),
                                     read_audit(state_dir / AUDIT_FILE))

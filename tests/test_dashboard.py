@@ -27,7 +27,7 @@ from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
 from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["Approval queue", "Traffic", "Hypotheses", "Current decision", "Action history", "Learning"]
+SECTIONS = ["Approval queue", "Traffic", "Hypotheses", "Current decision", "Incidents", "Action history", "Learning"]
 HEADER = ["Success rate", "First-attempt success", "Attempts per payment", "p95 latency", "Cost per approved payment",
           "Payments per minute", "Agent", "LLM"]
 LIVE = {"state": "running", "mode": "live", "tick_seconds": 1.0, "paused": False}

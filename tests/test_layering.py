@@ -30,7 +30,10 @@ ALLOWED = {
     "reasoner": {"formatting", "observer", "slice_stats"},
     "llm_contract": {"merchant_profiles", "observer", "reasoner"},
     "llm_bounds": {"llm_contract"},
-    "llm_reasoner": {"llm_bounds", "llm_contract", "observer", "reasoner"},
+    "llm_call": set(),
+    "incident_notes": {"formatting", "llm_contract"},
+    "llm_asker": {"incident_notes", "llm_bounds", "llm_call", "llm_contract"},
+    "llm_reasoner": {"llm_asker", "llm_bounds", "llm_call", "llm_contract", "observer", "reasoner"},
     "guardrails": {"control_plane", "observer"},
     "learning_policy": {"actions"},
     "candidates": {"control_plane", "guardrails", "observer", "reasoner"},
@@ -44,16 +47,18 @@ ALLOWED = {
     "recovery": {"actions", "control_plane", "executor"},
     "learner": {"actions", "learning_policy"},
     "explainability": {"decision", "formatting", "reasoner"},
-    "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "judge", "learner",
-              "learning_policy", "merchant_profiles", "observer", "reasoner", "recovery", "sequential", "simulator"},
+    "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "incident_notes",
+              "incidents", "judge", "learner", "learning_policy", "merchant_profiles", "observer", "reasoner", "recovery",
+              "sequential", "simulator"},
     # state, edges and entry points
     "schemas": set(),
     "clock": set(),
     "state_writer": set(),
     "commands": {"agent", "clock", "executor", "state_writer"},
     "report": {"agent", "formatting", "llm_bounds", "observer", "scenario", "slice_stats"},
-    "run": {"actions", "agent", "bench.baselines", "clock", "data_universe", "event_export", "llm_reasoner", "log_formats",
-            "log_reader", "merchant_profiles", "observer", "report", "scenario", "shadow", "shadow_report", "state_writer"},
+    "run": {"actions", "agent", "bench.baselines", "clock", "data_universe", "event_export", "incident_notes", "llm_bounds",
+            "llm_reasoner", "log_formats", "log_reader", "merchant_profiles", "observer", "report", "scenario", "shadow",
+            "shadow_report", "state_writer"},
     "worker": {"agent", "clock", "commands", "llm_reasoner", "merchant_profiles", "scenario", "simulator",
                "state_writer"},
     "dashboard_text": {"formatting"},
@@ -72,7 +77,7 @@ ALLOWED = {
     "incidents": set(),
     "shadow": {"data_universe", "decision", "decline_codes", "guardrails", "incidents", "learning_policy", "localise",
                "observer", "reasoner", "sequential"},
-    "shadow_report": {"formatting"},
+    "shadow_report": {"formatting", "incident_notes"},
     # the benchmark
     "bench.baselines": {"agent", "control_plane", "decline_codes", "merchant_profiles", "observer", "scenario",
                         "simulator"},
@@ -85,9 +90,10 @@ ALLOWED = {
     "bench.replay_speed": {"data_universe", "log_reader", "shadow"},
     "evaluate": {"bench.baselines", "bench.report", "bench.runner", "bench.speed", "scenario"},
 }
-PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails", "judge", "learning_policy", "observer",
-        "explainability", "formatting", "actions", "schemas", "dashboard_text", "dashboard_charts", "log_formats",
-        "decline_codes", "sequential", "localise", "incidents", "data_universe", "shadow_report"]
+PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails",
+        "judge", "learning_policy", "observer", "explainability", "formatting", "actions", "schemas", "dashboard_text",
+        "dashboard_charts", "log_formats", "decline_codes", "sequential", "localise", "incidents", "data_universe",
+        "shadow_report", "incident_notes"]
 
 
 def module_files() -> dict[str, Path]:

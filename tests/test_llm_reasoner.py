@@ -163,11 +163,15 @@ def test_parse_summary(doc, ok):
 def test_response_schema_is_accepted_by_the_sdk_and_closed_over_the_universe():
     schema = C.response_schema(U)
     types.GenerateContentConfig(response_mime_type="application/json", response_schema=schema)   # validates
-    item_props = schema["properties"]["hypotheses"]["items"]["properties"]
-    assert set(item_props) == {"cause", "target", "confidence", "evidence"}
-    assert set(item_props["target"]["properties"]) == {"issuer", "processor", "merchant", "method"}
-    assert item_props["cause"]["enum"] == [c.value for c in Cause]
-    assert item_props["target"]["properties"]["merchant"]["enum"] == list(U.merchant_names)
+    branches = schema["properties"]["hypotheses"]["items"]["anyOf"]          # one item shape per cause
+    causes = [b["properties"]["cause"]["enum"][0] for b in branches]
+    assert causes == [c.value for c in C.CAUSE_TARGET_KEYS] + ["none"]
+    for b in branches[:-1]:
+        cause = Cause(b["properties"]["cause"]["enum"][0])
+        assert set(b["properties"]) == {"cause", "target", "confidence", "evidence"}
+        assert b["properties"]["target"]["required"] == list(C.CAUSE_TARGET_KEYS[cause])
+        assert set(b["properties"]["target"]["properties"]) == set(C.CAUSE_TARGET_KEYS[cause] + C.NARROWING_KEYS[cause])
+    assert branches[0]["properties"]["target"]["properties"]["merchant"]["enum"] == list(U.merchant_names)
 
 
 # -- the picture: bounded, and its signature ignores the numbers ----------------------------------
@@ -187,8 +191,8 @@ def test_prompt_is_trimmed_to_the_token_budget():
     slices = [{"issuer": "chase", "processor": "atlas", "metric": "first_attempt_rate", "now": 0.5, "baseline": 0.9,
                "payments": 1000 + i, "z": 9.9, "peers": {"beacon": 0.9, "cobalt": "thin"}} for i in range(60)]
     pic = {"window_ticks": 6, "baseline_ticks": 120, "overall": {}, "slices": slices, "heuristic_candidates": []}
-    text, est = C.render_prompt(pic, C.response_schema(U), C.ContractSettings(max_prompt_tokens=900))
-    assert est <= 900
+    text, est = C.render_prompt(pic, C.response_schema(U), C.ContractSettings(max_prompt_tokens=1500))
+    assert est <= 1500
     assert 0 < text.count('"payments"') < 60
     assert '"payments":1000' in text                     # the most severe (first) slices are the ones kept
 
