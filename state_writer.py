@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from safe_json import JsonRefused, load_json
+
 SCHEMA_VERSION = 1
 STATE_FILES = ("metrics.json", "hypotheses.json", "actions.json", "learning.json", "control_plane.json", "status.json")
 COMMANDS_DIR = "commands"                       # state/commands/<id>.json: one operator command per file
@@ -68,10 +70,10 @@ def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
 
 
 def read_json(path: str | Path) -> dict | None:
-    """The document, or None when the file is missing, half-written or not a JSON object."""
+    """The document, or None when the file is missing, half-written, hostile (see safe_json) or not an object."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        doc = load_json(path)
+    except JsonRefused:
         return None
     return doc if isinstance(doc, dict) else None
 

@@ -53,7 +53,8 @@ ALLOWED = {
     # state, edges and entry points
     "schemas": set(),
     "clock": set(),
-    "state_writer": set(),
+    "safe_json": set(),
+    "state_writer": {"safe_json"},
     "commands": {"agent", "clock", "executor", "state_writer"},
     "report": {"agent", "formatting", "llm_bounds", "observer", "scenario", "slice_stats"},
     "run": {"actions", "agent", "bench.baselines", "clock", "data_universe", "event_export", "incident_notes", "llm_bounds",
