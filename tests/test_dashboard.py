@@ -81,11 +81,12 @@ def test_every_section_renders_with_its_charts(state):
 def test_explanation_matches_the_decision(state):
     actions = read_json(state / "actions.json")
     decision, exp = actions["decision"], actions["explanation"]
-    assert decision["requires_human_approval"] and decision["guardrails"]
+    assert not decision["requires_human_approval"] and decision["guardrails"]    # mitigated now, the rest escalated
     at = app().run()
     page = texts(at)
     verdict = explain.decision_verdict(decision)
-    assert verdict.startswith("Proposed retry policy merchant globemart, waiting for a human")
+    assert verdict.startswith("Acted: retry policy merchant pixelforge (retry_storm")
+    assert "waits for a human" in decision["guardrails"][0]
     assert verdict in page
     assert exp["decision"] in page
     for line in exp["guardrails"] + exp["tradeoffs"]:
