@@ -39,7 +39,7 @@ from shadow import ShadowRun
 from shadow_report import build_report as build_shadow_report
 from shadow_report import print_report as print_shadow_report
 from shadow_report import state_documents as shadow_documents
-from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
+from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps, write_text_atomic
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
 
@@ -199,14 +199,18 @@ def main(argv=None) -> int:
     lock.close()
     report = build_report(res, base)
     print_analysis(report)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(dumps(report) + "\n")
+    write_report(args.report, report)
     if not args.quiet:
         print(f"\nFinished in {time.perf_counter() - started:.1f} s; state in {args.state_dir}/"
               + (f", report in {args.report}" if args.report else "")
               + (f", {export.rows:,} attempts in {args.export_events}" if export else ""), file=sys.stderr)
     return 0
+
+
+def write_report(path: str | None, report: dict) -> None:
+    """The report as one line of strict JSON, when --report names a file."""
+    if path:
+        write_text_atomic(path, dumps(report) + "\n")
 
 
 def open_export(path: str | None, universe: Universe, scenario: Scenario):
@@ -245,9 +249,7 @@ def run_replay(args) -> int:
     lock.close()
     report = build_shadow_report(run, source, replay_llm_status(llm))
     print_shadow_report(report)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(dumps(report) + "\n")
+    write_report(args.report, report)
     return 0
 
 

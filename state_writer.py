@@ -53,9 +53,13 @@ def dumps(doc) -> str:
 
 def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
     """Atomically replace `path` with `doc` plus schema_version and generated_at."""
+    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}))
+
+
+def write_text_atomic(path: str | Path, body: str) -> None:
+    """Replace `path` with `body` so that a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
