@@ -154,7 +154,7 @@ def _parse(doc, universe: Universe) -> Scenario:
     _keys(doc, TOP_KEYS, "scenario")
     phases_doc = doc.get("phases")
     if not isinstance(phases_doc, list) or not phases_doc:
-        raise ScenarioError("scenario needs a non-empty 'phases' list")
+        raise ScenarioError(f"scenario needs a non-empty 'phases' list, at most {MAX_PHASES:,} phases")
     if len(phases_doc) > MAX_PHASES:
         raise ScenarioError(f"scenario: at most {MAX_PHASES:,} phases, got {len(phases_doc):,}")
     names = {k: universe.names(k) for k in ("issuer", "processor", "merchant")}
@@ -207,7 +207,7 @@ def _fault(fd, fw: str, tick: int, ticks: int, kinds: list[str], names: dict) ->
             raise ScenarioError(f"{fw}: unknown {key} {_show(fd[key])}; valid: {', '.join(names[key])}")
         fields[key] = fd[key]
     if "severity" not in fd:
-        raise ScenarioError(f"{fw}: needs 'severity', a number from 0 to 1")
+        raise ScenarioError(f"{fw}: needs 'severity' between 0 and 1")
     severity = _number(fd, "severity", fw, None, 0, 1)
     start = _number(fd, "start", fw, 0, 0, ticks - 1, integer=True)
     length = _number(fd, "ticks", fw, ticks - start, 1, ticks - start, integer=True)
@@ -223,7 +223,8 @@ def load_scenario(path, universe: Universe) -> Scenario:
     except JsonRefused as e:
         if not Path(path).exists() and not Path(path).is_symlink():
             raise ScenarioError(_one_line(f"scenario file not found: {path}")) from None
-        raise ScenarioError(_one_line(f"scenario file {path} refused: {e}")) from None
+        reason = str(e).removeprefix(f"{Path(path).name}: ")
+        raise ScenarioError(_one_line(f"scenario file {path}: {reason}")) from None
     return parse_scenario(doc, universe)
 
 
