@@ -68,7 +68,7 @@ def test_nan_severity_is_refused_not_silently_never_happening():
     (doc(phase={"ticks": 1e9}), "phase 2: 'ticks' must be at least 1 and at most 100,000 (a whole number), got 1000000000.0"),
     (doc(top={"payments_per_tick": 1e7}), "scenario: 'payments_per_tick' must be at least 1 and at most 1,000,000, got 10000000.0"),
     (doc(top={"tick_seconds": 1e12}), "scenario: 'tick_seconds' must be at least 0.001 and at most 86,400, got 1000000000000.0"),
-    (doc(top={"payments_per_tick": 1e11}), "'payments_per_tick' must be at least 1 and at most 1,000,000"),
+    (doc(top={"payments_per_tick": 1e12}), "'payments_per_tick' must be at least 1 and at most 1,000,000"),  # 1.7 TiB
     (doc(top={"payments_per_tick": 1_000_000}, phase={"ticks": 99_995}),
      "scenario: ticks x payments_per_tick must be at most 100,000,000, got 100,000 x 1,000,000 = 100,000,000,000"),
     ({"phases": [{"ticks": 60_000}, {"ticks": 60_000}]}, "phase 2: all phases together must be at most 100,000 ticks"),
