@@ -35,7 +35,7 @@ from log_reader import open_log
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import sum_stats
 from report import RunResult, build_report, print_analysis
-from scenario import Scenario, ScenarioError, load_scenario, make_simulator
+from scenario import MAX_SEED, Scenario, ScenarioError, load_scenario, make_simulator
 from shadow import ShadowRun
 from shadow_report import build_report as build_shadow_report
 from shadow_report import print_report as print_shadow_report
@@ -169,6 +169,9 @@ def main(argv=None) -> int:
         print(f"run.py: {e}", file=sys.stderr)
         return 2
     seed = scenario.seed if args.seed is None else args.seed
+    if not 0 <= seed <= MAX_SEED:                 # a scenario's seed is checked when it is read; --seed here
+        print(f"run.py: --seed must be at least 0 and at most {MAX_SEED:,}, got {seed}", file=sys.stderr)
+        return 2
     try:
         lock = acquire_lock(args.state_dir, "run.py")
     except StateLocked as e:

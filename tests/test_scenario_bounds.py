@@ -195,3 +195,10 @@ def test_a_run_keeps_no_per_tick_statistics():
     assert max(alive) <= 130, max(alive)
     assert [s.ticks for s in res.phase_stats] == [400, 3]
     assert sum(int(s.total.payments) for s in res.phase_stats) > 0
+
+
+def test_run_py_refuses_a_negative_seed_flag_in_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "run.py", "--seed", "-1", "--quiet", "--policy", "none", "--no-llm",
+                        "--state-dir", str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and not (tmp_path / "s").exists()
+    assert p.stderr.strip().splitlines() == ["run.py: --seed must be at least 0 and at most 9,223,372,036,854,775,807, got -1"]
