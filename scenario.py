@@ -176,7 +176,8 @@ def _parse(doc, universe: Universe) -> Scenario:
         if not isinstance(fault_docs, list):
             raise ScenarioError(f"{where}: 'faults' must be a list")
         if len(faults) + len(fault_docs) > MAX_FAULTS:
-            raise ScenarioError(f"{where}: at most {MAX_FAULTS} faults in a scenario, got {len(faults) + len(fault_docs)}")
+            raise ScenarioError(f"{where}: at most {MAX_FAULTS} faults in a scenario, "
+                                f"got {len(faults) + len(fault_docs)}")
         for k, fd in enumerate(fault_docs, 1):
             faults.append(_fault(fd, f"{where} fault {k}", tick, ticks, kinds, names))
         tick += ticks
@@ -191,7 +192,7 @@ def _parse(doc, universe: Universe) -> Scenario:
 
 
 def _fault(fd, fw: str, tick: int, ticks: int, kinds: list[str], names: dict) -> ScheduledFault:
-    """One fault of a phase of `ticks` ticks starting at run tick `tick`; it starts, ramps and flaps inside its phase."""
+    """One fault of a phase of `ticks` ticks from run tick `tick`; it starts, ramps and flaps inside its phase."""
     if not isinstance(fd, dict):
         raise ScenarioError(f"{fw}: must be an object with 'kind'")
     kind_doc = fd.get("kind")

@@ -65,9 +65,12 @@ def test_nan_severity_is_refused_not_silently_never_happening():
 
 
 @pytest.mark.parametrize("d, message", [
-    (doc(phase={"ticks": 1e9}), "phase 2: 'ticks' must be at least 1 and at most 100,000 (a whole number), got 1000000000.0"),
-    (doc(top={"payments_per_tick": 1e7}), "scenario: 'payments_per_tick' must be at least 1 and at most 1,000,000, got 10000000.0"),
-    (doc(top={"tick_seconds": 1e12}), "scenario: 'tick_seconds' must be at least 0.001 and at most 86,400, got 1000000000000.0"),
+    (doc(phase={"ticks": 1e9}),
+     "phase 2: 'ticks' must be at least 1 and at most 100,000 (a whole number), got 1000000000.0"),
+    (doc(top={"payments_per_tick": 1e7}),
+     "scenario: 'payments_per_tick' must be at least 1 and at most 1,000,000, got 10000000.0"),
+    (doc(top={"tick_seconds": 1e12}),
+     "scenario: 'tick_seconds' must be at least 0.001 and at most 86,400, got 1000000000000.0"),
     (doc(top={"payments_per_tick": 1e12}), "'payments_per_tick' must be at least 1 and at most 1,000,000"),  # 1.7 TiB
     (doc(top={"payments_per_tick": 1_000_000}, phase={"ticks": 99_995}),
      "scenario: ticks x payments_per_tick must be at most 100,000,000, got 100,000 x 1,000,000 = 100,000,000,000"),
@@ -201,4 +204,5 @@ def test_run_py_refuses_a_negative_seed_flag_in_one_line(tmp_path):
     p = subprocess.run([sys.executable, "run.py", "--seed", "-1", "--quiet", "--policy", "none", "--no-llm",
                         "--state-dir", str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr and not (tmp_path / "s").exists()
-    assert p.stderr.strip().splitlines() == ["run.py: --seed must be at least 0 and at most 9,223,372,036,854,775,807, got -1"]
+    assert p.stderr.strip().splitlines() == [
+        "run.py: --seed must be at least 0 and at most 9,223,372,036,854,775,807, got -1"]

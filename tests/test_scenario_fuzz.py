@@ -46,7 +46,7 @@ KEYS = list(dict.fromkeys(S.TOP_KEYS + S.PHASE_KEYS + S.FAULT_KEYS + ("extra", "
 
 
 def paths(doc, limit: int = 6) -> list[tuple]:
-    """Every node's path (the root's is ()), descending at most `limit` deep; iterative, so a 5,000-deep list is fine."""
+    """Every node's path (the root's is ()), at most `limit` deep; iterative, so a 5,000-deep list is fine."""
     out, stack = [], [((), doc)]
     while stack:
         path, node = stack.pop()
@@ -181,8 +181,8 @@ def hostile_files(folder: Path, n: int, seed: int = 11) -> list[Path]:
 def test_run_py_exits_0_or_2_with_one_line_on_hostile_files(tmp_path):
     outcomes = {"ran": 0, "refused": 0}
     for path in hostile_files(tmp_path, 30):
-        p = subprocess.run([sys.executable, "run.py", "--scenario", str(path), "--quiet", "--policy", "none", "--no-llm",
-                            "--state-dir", str(tmp_path / f"state_{path.stem}")],
+        p = subprocess.run([sys.executable, "run.py", "--scenario", str(path), "--quiet", "--policy", "none",
+                            "--no-llm", "--state-dir", str(tmp_path / f"state_{path.stem}")],
                            cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, (path.name, p.stderr[-2000:])
         if p.returncode == 2:
