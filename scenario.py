@@ -102,6 +102,8 @@ def _show(v) -> str:
     """A value as an error message shows it: short, never a deep repr (one line comes from _one_line)."""
     if isinstance(v, (dict, list)):
         return "an object" if isinstance(v, dict) else "a list"
+    if isinstance(v, int) and v.bit_length() > 64:          # repr of a 5,000-digit int raises
+        return f"an integer of {v.bit_length():,} bits"
     text = repr(v[:60]) + "..." if isinstance(v, str) and len(v) > 60 else repr(v)
     return text if len(text) <= 80 else text[:80] + "..."
 

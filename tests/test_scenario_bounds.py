@@ -77,6 +77,9 @@ def test_nan_severity_is_refused_not_silently_never_happening():
     ({"phases": [{"ticks": 60_000}, {"ticks": 60_000}]}, "phase 2: all phases together must be at most 100,000 ticks"),
     (doc(phase={"ticks": 1.5}), "'ticks' must be at least 1 and at most 100,000 (a whole number), got 1.5"),
     (doc(phase={"ticks": True}), "got True"),
+    (doc(phase={"ticks": 10 ** 5_000}), "got an integer of 16,610 bits"),
+    (doc(top={"seed": 2 ** 64}), "'seed' must be at least 0 and at most 9,223,372,036,854,775,807 (a whole number), "
+                                 "got an integer of 65 bits"),
     (doc(phase={"ticks": "10"}), "got '10'"),
     (doc(top={"seed": -1}), "'seed' must be at least 0"),
     (doc(top={"start_hour": 24}), "'start_hour' must be at least 0 and below 24, got 24"),
