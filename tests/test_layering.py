@@ -21,7 +21,7 @@ ALLOWED = {
     "decline_codes": {"decline_vocab"},
     "control_plane": set(),
     "simulator": {"control_plane", "decline_codes", "merchant_profiles"},
-    "scenario": {"merchant_profiles", "simulator"},
+    "scenario": {"merchant_profiles", "safe_json", "simulator"},
     # the loop's stages
     "sequential": set(),
     "slice_stats": set(),
