@@ -141,9 +141,8 @@ class CommandLog:
             if isinstance(counts, dict) and isinstance(counts.get(kind), int):
                 log.refusals[kind] = counts[kind]
         ids = (seen_doc or {}).get("ids")
-        for cid in (ids if isinstance(ids, list) else [])[-SEEN_IDS:]:
-            if valid_id(cid):
-                log.remember(cid)
+        for cid in [i for i in (ids if isinstance(ids, list) else []) if valid_id(i)][-SEEN_IDS:]:
+            log.remember(cid)
         log_entries = (doc or {}).get("log")
         for e in (log_entries if isinstance(log_entries, list) else [])[-COMMAND_LOG:]:
             if isinstance(e, dict):
