@@ -65,7 +65,8 @@ ALLOWED = {
                "state_writer"},
     "dashboard_text": {"formatting"},
     "dashboard_charts": {"dashboard_text"},
-    "dashboard": {"dashboard_charts", "dashboard_text", "state_writer"},
+    "dashboard_access": set(),
+    "dashboard": {"command_auth", "dashboard_access", "dashboard_charts", "dashboard_text", "state_writer"},
     # reading a team's payment log
     "log_formats": set(),
     "log_sql": {"decline_codes", "log_formats"},
@@ -95,7 +96,7 @@ ALLOWED = {
 PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails",
         "judge", "learning_policy", "observer", "explainability", "formatting", "actions", "schemas", "dashboard_text",
         "dashboard_charts", "log_formats", "decline_codes", "sequential", "localise", "incidents", "data_universe",
-        "shadow_report", "incident_notes"]
+        "shadow_report", "incident_notes", "dashboard_access"]
 
 
 def module_files() -> dict[str, Path]:
