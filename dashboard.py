@@ -15,12 +15,14 @@ are recorded as the OS user running the dashboard, or the signed-in user where
 Streamlit's OIDC login is configured. Every value from state is shown as text
 (escaped Markdown, st.text, tables), never as Markdown or HTML of its own.
 
-State folder: `streamlit run dashboard.py -- --state-dir DIR`, else $PAYOPS_STATE_DIR, else ./state.
+    python dashboard.py [--state-dir DIR] [--port N]     # prints the link with the token, serves on 127.0.0.1
+    streamlit run dashboard.py -- --state-dir DIR        # prints it when the first session starts
+
+State folder: --state-dir DIR, else $PAYOPS_STATE_DIR, else ./state.
 """
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 import time
@@ -33,6 +35,7 @@ import streamlit as st
 import command_auth
 import dashboard_access
 import dashboard_text as explain
+from dashboard_gate import access, announce, take_token
 from dashboard_charts import (
     actions_frame,
     commands_frame,
@@ -50,63 +53,6 @@ REFRESH_S = 2
 REQUIRED = ("status.json", "metrics.json", "hypotheses.json", "actions.json", "learning.json")
 OPTIONAL = ("simulator.json", "commands.json", "incidents.json")   # live mode; shadow mode
 E = explain.esc                   # any value from state inside Markdown (captions, alerts, metrics) goes through E
-
-
-# -- access ---------------------------------------------------------------------------------
-
-
-def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:                    # no name for this uid (a bare container): the uid still says who
-        return f"uid-{os.getuid()}"
-
-
-def _key_stamp(folder: Path) -> tuple | None:
-    try:
-        s = os.lstat(folder / command_auth.KEY_FILE)
-    except OSError:
-        return None
-    return s.st_ino, s.st_mtime_ns, s.st_ctime_ns, s.st_mode
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _secret(folder: str, stamp: tuple | None) -> tuple[bytes | None, str]:
-    """The shared secret, loaded once per version of the key file; the URL with the token goes to stderr only."""
-    try:
-        key = command_auth.load_or_create_key(folder)
-    except command_auth.KeyRefused as e:
-        print(f"dashboard: {e}; the page stays read-only", file=sys.stderr, flush=True)
-        return None, str(e)
-    port = st.get_option("server.port")
-    print(f"dashboard: to approve, reject or pause, open http://localhost:{port}/?token="
-          f"{command_auth.dashboard_token(key)}", file=sys.stderr, flush=True)
-    return key, ""
-
-
-def secret(folder: Path) -> tuple[bytes | None, str]:
-    """(key, problem): the secret the worker checks commands against, created here when the dashboard starts first."""
-    if _key_stamp(folder) is None:
-        try:
-            command_auth.load_or_create_key(folder)
-        except command_auth.KeyRefused:
-            pass
-    return _secret(str(folder), _key_stamp(folder))
-
-
-def access(folder: Path) -> tuple[bytes | None, str | None, str]:
-    """(key, approver, how or why not): key and approver are set only when this session may press the buttons."""
-    key, problem = secret(folder)
-    if key is None:
-        return None, None, f"the shared secret cannot be used: {problem}"
-    if not command_auth.token_matches(key, st.session_state.get("token")):
-        return None, None, "open the link with the token the dashboard printed in its terminal"
-    try:
-        user = st.user.to_dict()
-    except Exception:
-        user = {}
-    by, how = dashboard_access.approver(user, os_user())
-    return (key, by, how) if by else (None, None, "sign in first")
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -382,10 +328,7 @@ def main() -> None:
         st.stop()
     st.title("Payment operations agent")
     folder = state_dir()
-    presented = st.query_params.get("token")
-    if presented is not None:                     # remembered for the session, then taken out of the address bar
-        st.session_state["token"] = str(presented)[:256]
-        del st.query_params["token"]
+    take_token()
     key, by, how = access(folder)
     st.sidebar.caption(f"State folder: {E(folder)}")
     if by:
@@ -397,5 +340,24 @@ def main() -> None:
     live_page(folder)
 
 
+def launch(argv: list[str]) -> None:
+    """`python dashboard.py`: print the link with the token on stderr, then serve the page on 127.0.0.1 only."""
+    ap = argparse.ArgumentParser(description="The operator page on 127.0.0.1; its access link is printed here.")
+    ap.add_argument("--state-dir", default=None)
+    ap.add_argument("--port", type=int, default=8501)
+    args = ap.parse_args(argv)
+    folder = Path(args.state_dir or os.environ.get("PAYOPS_STATE_DIR") or "state")
+    try:
+        announce(command_auth.load_or_create_key(folder), args.port)
+    except command_auth.KeyRefused as e:
+        print(f"dashboard: {e}; the page will be read-only", file=sys.stderr, flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", __file__, "--server.address", "127.0.0.1",
+                              "--server.port", str(args.port), "--server.headless", "true",
+                              "--browser.gatherUsageStats", "false", "--", "--state-dir", str(folder)])
+
+
 if __name__ == "__main__":
-    main()
+    if st.runtime.exists():
+        main()
+    else:
+        launch(sys.argv[1:])

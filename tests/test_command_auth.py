@@ -12,7 +12,8 @@ import pytest
 
 import command_auth
 from clock import iso
-from command_auth import KEY_BYTES, KEY_FILE, KeyRefused, dashboard_token, load_or_create_key, sign, token_matches, verify
+from command_auth import (KEY_BYTES, KEY_FILE, KeyRefused, dashboard_token, load_or_create_key, sign, token_matches,
+                          verify)
 from commands import CommandLog, process_commands
 from state_writer import COMMANDS_DIR, write_command, write_json
 from tests.helpers import demo_until_pending

@@ -244,5 +244,5 @@ def test_the_dashboard_never_reaches_the_executor():
             continue
         seen.add(mod)
         todo += _imports(ROOT / f"{mod}.py")
-    assert seen == {"dashboard", "dashboard_text", "dashboard_charts", "dashboard_access", "formatting", "state_writer",
-                    "safe_json", "command_auth"}
+    assert seen == {"dashboard", "dashboard_text", "dashboard_charts", "dashboard_access", "dashboard_gate",
+                    "formatting", "state_writer", "safe_json", "command_auth"}

@@ -130,8 +130,8 @@ def test_a_status_nested_3000_deep_is_a_warning_not_a_recursion_error(state):
 
 
 def test_a_broken_audit_log_is_a_banner(state):
-    write_json(state / "status.json", {**read_json(state / "status.json"),
-                                       "audit": {"ok": False, "message": "line 7 (seq 7): content does not match"}}, "x")
+    broken = {"ok": False, "message": "line 7 (seq 7): content does not match"}
+    write_json(state / "status.json", {**read_json(state / "status.json"), "audit": broken}, "x")
     at = app(state).run()
     banner = [e.value for e in at.error if "Audit log broken" in e.value]
     assert len(banner) == 1 and "seq 7" in banner[0] and "paused" in banner[0]
@@ -211,3 +211,41 @@ def test_the_approver_is_never_typed_in(user, expected):
 def test_there_is_no_free_text_name_field(state):
     at = app(state).run()
     assert not at.text_input and not at.sidebar.text_input
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_python_dashboard_py_prints_the_link_at_start_and_serves_loopback_only(tmp_path):
+    """The real process: the link with the token is on stderr before any browser connects; the server listens on
+    127.0.0.1 only."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = tmp_path / "dashboard.err"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([sys.executable, "dashboard.py", "--state-dir", str(tmp_path / "state"), "--port",
+                                 str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        token = dashboard_token(load_or_create_key(tmp_path / "state"))
+        assert f"http://localhost:{port}/?token={token}" in err.read_text()
+        with socket.socket() as s:                        # not on the machine's other addresses
+            s.settimeout(1)
+            others = [a for a in socket.gethostbyname_ex(socket.gethostname())[2] if not a.startswith("127.")]
+            assert not others or s.connect_ex((others[0], port)) != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Traceback" not in err.read_text()

@@ -66,7 +66,9 @@ ALLOWED = {
     "dashboard_text": {"formatting"},
     "dashboard_charts": {"dashboard_text"},
     "dashboard_access": set(),
-    "dashboard": {"command_auth", "dashboard_access", "dashboard_charts", "dashboard_text", "state_writer"},
+    "dashboard_gate": {"command_auth", "dashboard_access"},
+    "dashboard": {"command_auth", "dashboard_access", "dashboard_charts", "dashboard_gate", "dashboard_text",
+                  "state_writer"},
     # reading a team's payment log
     "log_formats": set(),
     "log_sql": {"decline_codes", "log_formats"},
