@@ -104,7 +104,7 @@ def send(folder: Path, kind: str, action: dict | None = None) -> None:
     """Button callback: drop one signed command for the worker and remember it, so the page can show its fate."""
     key, by, why = access(folder)
     if key is None or by is None:
-        st.session_state["sent"] = {"error": f"Not sent: {why}."}
+        st.session_state["sent"] = {"error": f"Not sent: {E(why)}."}
         return
     path = write_command(folder, explain.make_command(kind, by, utc_now(), action), key)
     st.session_state["sent"] = {"id": path.stem, "command": kind, "action_id": (action or {}).get("id")}
