@@ -160,7 +160,11 @@ class CommandLog:
         except command_auth.KeyRefused as e:
             key, problem = None, str(e)
             print(f"worker: warning: {problem}; every operator command is refused until it is fixed", file=sys.stderr)
-        log = cls.load(doc, read_json(folder / SEEN_FILE), key)
+        seen_doc = read_json(folder / SEEN_FILE)
+        if seen_doc is None and os.path.lexists(folder / SEEN_FILE):
+            print(f"worker: warning: {SEEN_FILE} is unreadable: only the ids in commands.json are remembered",
+                  file=sys.stderr)
+        log = cls.load(doc, seen_doc, key)
         log.key_problem = problem or log.key_problem
         return log
 
@@ -217,7 +221,8 @@ def _discard(entry: os.DirEntry, now: datetime, log: CommandLog) -> None:
     except FileNotFoundError:
         pass
     except OSError as e:
-        log.ignored.add((entry.name, entry.inode()))
+        if len(log.ignored) < SEEN_IDS:                  # past that, such entries are retried (and refused) each tick
+            log.ignored.add((entry.name, entry.inode()))
         print(f"worker: warning: cannot remove {short(entry.name)} from {path.parent} ({e.strerror}): "
               "it is ignored from now on; remove it by hand", file=sys.stderr)
 

@@ -195,3 +195,24 @@ def test_the_worker_starts_and_stops_among_hostile_files(state, tmp_path, pendin
     refused = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()
                if '"command_refused"' in line]
     assert len(refused) == commands.AUDITED_PER_TICK + 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_fifo_command_never_keeps_the_worker_from_sigterm(state):
+    """The reported hang: a FIFO named x.json blocked the worker's read forever, and it then ignored SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    os.mkfifo(state / COMMANDS_DIR / "x.json")
+    proc = subprocess.Popen([sys.executable, "worker.py", "--state-dir", str(state), "--tick-seconds", "0.05",
+                             "--no-llm"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not (read_json(state / "commands.json") or {}).get("log"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    err = proc.stderr.read()
+    assert "not a regular file" in err and "Traceback" not in err
+    assert not (state / COMMANDS_DIR / "x.json").exists()
