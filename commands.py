@@ -7,7 +7,7 @@ known command, who issued it, a recent issue time, for approve the params_hash o
 shown), applied once through the agent's operator methods, logged in state/commands.json with its
 result, and deleted. A refusal is one bounded log entry (strings cut at 200 characters), counted,
 and audited; never an exception. A symlink, FIFO or device is unlinked (the link itself, never its
-target); a directory is renamed aside (`<name>.refused-<tick>`) and never read. The ids of
+target); a directory is renamed aside (`<name>.refused-<UTC time>-<inode>`), never read. The ids of
 authentic commands are remembered (the last 10,000, in state/seen_ids.json) across restarts.
 
 Never follows a symlink, never reads a file without a bound, never applies an unsigned command.
