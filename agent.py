@@ -240,7 +240,7 @@ class Agent:
             self.executor.load(control_doc)
         if learning_doc:
             self.learner.load(learning_doc)
-        return reconcile(self.executor, audit_events)
+        return reconcile(self.executor, audit_events, self.clock())
 
     # -- bounded histories ------------------------------------------------------------
     def _remember(self, r: StepResult) -> None:

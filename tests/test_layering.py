@@ -44,7 +44,8 @@ ALLOWED = {
     "judge": {"actions", "reasoner", "slice_stats"},
     "executor": {"actions", "control_plane", "decision", "guardrails", "judge", "merchant_profiles", "observer",
                  "slice_stats"},
-    "recovery": {"actions", "control_plane", "executor"},
+    "recovery": {"actions", "control_plane", "executor", "state_load"},
+    "state_load": {"actions", "control_plane"},
     "learner": {"actions", "learning_policy"},
     "explainability": {"decision", "formatting", "reasoner"},
     "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "incident_notes",
@@ -94,7 +95,7 @@ ALLOWED = {
 PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails",
         "judge", "learning_policy", "observer", "explainability", "formatting", "actions", "schemas", "dashboard_text",
         "dashboard_charts", "log_formats", "decline_codes", "sequential", "localise", "incidents", "data_universe",
-        "shadow_report", "incident_notes"]
+        "shadow_report", "incident_notes", "state_load"]
 
 
 def module_files() -> dict[str, Path]:
