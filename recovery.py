@@ -20,13 +20,12 @@ from datetime import datetime
 from actions import REBUILD_FIELDS, ActionRecord, Status
 from control_plane import ControlPlane, apply_action, remove_action
 from executor import Executor
-from state_load import audit_event_reason, checkpoint_reason, rebuild_fields
+from state_load import CHAIN_START, audit_event_reason, checkpoint_reason, rebuild_fields
 
 _STATUS_EVENTS = {"action_executed": Status.EXECUTED, "action_rolled_back": Status.ROLLED_BACK,
                   "action_restored": Status.RESTORED, "action_rejected": Status.REJECTED,
                   "action_refused": Status.REJECTED, "action_expired": Status.EXPIRED,
                   "action_pending_approval": Status.PENDING_APPROVAL, "action_replaced": Status.REPLACED}
-CHAIN_START = "audit_chain_start"      # the first line of a chain begun after a break: a checkpoint to replay from
 
 
 def replay_audit(events: list[dict], skipped: list[str] | None = None) -> tuple[ControlPlane, dict[str, dict]]:

@@ -71,6 +71,7 @@ class StatusDoc(Stamped):
     paused_reason: NotRequired[str | None]
     kill_switch: NotRequired[bool]
     tick_errors: NotRequired[dict]   # total, consecutive, last, log
+    audit: NotRequired[dict]         # worker: {"ok": bool, "message": one line}; ok false while a broken log waits
     tps: NotRequired[float]
     seed: NotRequired[int]
     pid: NotRequired[int]

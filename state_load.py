@@ -19,6 +19,7 @@ from actions import ActionRecord, Outcome, Status
 from control_plane import ActionType, ControlPlane
 
 MAX_TICK = 100_000_000
+CHAIN_START = "audit_chain_start"   # the first line of a chain begun after a break: a checkpoint to replay from
 MAX_ACTIONS = 5_000              # records in control_plane.json (the worker keeps live ones plus 200 finished)
 MAX_MEMORY = 5_000               # learner entries (it keeps 500)
 MAX_TEXT = 4_000                 # an explanation or reason

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import audit_trust
 import worker
 from actions import Status
 from recovery import replay_audit
@@ -79,15 +80,15 @@ def crash_points(tmp_path_factory):
             copy(self.seq, "early")                     # the earliest: the line is on disk, nothing after it
             return line
 
-    real = worker.AuditLog
-    worker.AuditLog = CopyingAuditLog
+    real = audit_trust.AuditLog
+    audit_trust.AuditLog = CopyingAuditLog
     try:
         loop = live(state)
         run_ticks(loop, 100)
         run_ticks(loop, TICKS - 100, approve_first_pending=True)
         copy(loop.audit.seq, "late")
     finally:
-        worker.AuditLog = real
+        audit_trust.AuditLog = real
     return copies, read_audit(state / "audit.jsonl")
 
 
