@@ -34,7 +34,7 @@ def replay_audit(events: list[dict], skipped: list[str] | None = None) -> tuple[
     Pure: events in, values out. The executor's state must always equal this replay. A line that fails
     its schema is left out (and named in `skipped`, when given).
     """
-    control, last = ControlPlane(), {}
+    control, last, approved = ControlPlane(), {}, set()
     for n, e in enumerate(events, 1):
         if not isinstance(e, dict):
             continue
@@ -43,13 +43,20 @@ def replay_audit(events: list[dict], skipped: list[str] | None = None) -> tuple[
             if why is None:
                 control = ControlPlane.from_dict(e["checkpoint"]["control_plane"])
                 last = {i: {"status": Status(s), "checkpoint": True} for i, s in e["checkpoint"]["statuses"].items()}
+                approved = set()
             elif skipped is not None:
                 skipped.append(f"audit line {n}: checkpoint ignored ({why})")
             continue
+        if e.get("event") == "action_approved":
+            approved.add(e.get("action_id"))
         status = _STATUS_EVENTS.get(e.get("event"))
         if status is None:
             continue
         why = audit_event_reason(e)
+        held = last.get(e.get("action_id"), {}).get("status") is Status.PENDING_APPROVAL or (
+            isinstance(e.get("record"), dict) and e["record"].get("requires_human_approval") is True)
+        if why is None and status is Status.EXECUTED and held and e["action_id"] not in approved:
+            why = "executed without a recorded approval"
         if why is not None:
             if skipped is not None:
                 skipped.append(f"audit line {n} (seq {e.get('seq')}) not replayed: {why}")
@@ -145,7 +152,8 @@ def reconcile(ex: Executor, events: list[dict], now: float = 0.0) -> list[str]:
                 and checkpoint_reason(e["checkpoint"]) is None:
             for action_id, h in e["checkpoint"]["applied"].items():
                 ex.applied.setdefault(action_id, h)
-        elif isinstance(e, dict) and e.get("event") == "action_executed" and audit_event_reason(e) is None:
+        elif isinstance(e, dict) and e.get("event") == "action_executed" and audit_event_reason(e) is None \
+                and last.get(e["action_id"], {}).get("status") not in (None, Status.PENDING_APPROVAL):
             ex.applied.setdefault(e["action_id"], e.get("params_hash") or "")
     if control != ex.control:
         repairs.append("control plane rebuilt from the audit log")

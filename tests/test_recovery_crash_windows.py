@@ -11,55 +11,18 @@ import shutil
 import subprocess
 import sys
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 import audit_trust
-import worker
 from actions import Status
+from live_run import live, run_ticks
 from recovery import replay_audit
-from simulator import Fault, FaultKind
-from state_writer import GENESIS, AuditLog, _line_hash, read_audit, read_json, write_command
+from state_writer import GENESIS, AuditLog, _line_hash, read_audit, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = Namespace(tps=3000.0, tick_seconds=1.0, seed=13, no_llm=True)
 TICKS = 160
-
-
-class Schedule:
-    """A retry storm at globemart (ticks 30-110) and an outage at bofa (80-130)."""
-
-    def faults_at(self, tick):
-        f = ()
-        if 30 <= tick < 110:
-            f += (Fault(FaultKind.RETRY_STORM, 0.9, merchant="globemart"),)
-        if 80 <= tick < 130:
-            f += (Fault(FaultKind.ISSUER_OUTAGE, 0.9, issuer="bofa"),)
-        return f
-
-    def describe(self):
-        return {"active_fault": None}
-
-
-def live(state_dir):
-    return worker.LiveLoop(ARGS, Path(state_dir), Schedule(), 12.0)
-
-
-def run_ticks(loop, n, approve_first_pending=False):
-    for _ in range(n):
-        loop.guarded_step()
-        loop.write_state("running")
-        loop.tick += 1
-        pending = loop.agent.executor.pending()
-        if approve_first_pending and pending and not list((loop.state_dir / "commands").glob("*.json")):
-            rec = pending[0]
-            if not any(e.get("action_id") == rec.id and e["event"] == "action_approved"
-                       for e in read_audit(loop.state_dir / "audit.jsonl")):
-                write_command(loop.state_dir, {"command": "approve", "action_id": rec.id, "params_hash": rec.params_hash,
-                                               "by": "ops", "issued_at": worker.utc_now()})
-                approve_first_pending = False
 
 
 @pytest.fixture(scope="module")
