@@ -49,6 +49,7 @@ ERROR_LOG = "errors.log"      # a failed tick's traceback, appended
 SUMMARY_EVERY_S = 300.0       # the learner's LLM summary is refreshed at most this often
 PAUSE_AFTER_FAILURES = 3      # failing ticks in a row after which automation pauses until an operator resumes it
 AUDIT_PAUSE = "automation paused: the audit log is broken"
+SCHEDULE_REPLAY_TICKS = 2_000_000   # a restart replays the random fault schedule exactly up to here (well under 1 s)
 
 class Stopper:
     """Turns SIGINT/SIGTERM into a flag the loop checks between ticks."""
@@ -103,10 +104,13 @@ def resume_tick(status: dict | None, control: dict | None) -> int:
     return 0
 
 
-def replay_schedule(schedule, tick: int) -> None:
+def replay_schedule(schedule, tick: int) -> bool:
     """Bring the fault schedule to `tick` as if it had run every tick before: it changes only where a fault
-    starts or ends, so step from one such tick to the next (O(faults), not O(ticks)). A schedule without
-    next_fault_not_before (a scenario file's) holds no state between ticks."""
+    starts or ends, so step from one such tick to the next (O(faults), not O(ticks): 10^6 ticks in ~0.2 s).
+    Beyond SCHEDULE_REPLAY_TICKS it is not replayed (False): the random stream goes on from the restart.
+    A schedule without next_fault_not_before (a scenario file's) holds no state between ticks."""
+    if tick > SCHEDULE_REPLAY_TICKS:
+        return False
     t = 0
     while t < tick:
         schedule.faults_at(t)
@@ -115,6 +119,7 @@ def replay_schedule(schedule, tick: int) -> None:
             return
         active = d.get("active_fault")
         t = max(t + 1, min(tick, active["end_tick"] if active else d["next_fault_not_before"]))
+    return True
 
 
 def verify(state_dir: Path) -> int:
@@ -254,7 +259,9 @@ class LiveLoop:
         self.audit.append({"event": "worker_start", "reason": f"starting at tick {self.tick}, seed {args.seed}"})
         self.sim = Simulator(DEFAULT_UNIVERSE, args.seed, args.tps * args.tick_seconds, args.tick_seconds, start_hour,
                              tick=self.tick)
-        replay_schedule(schedule, self.tick)         # the same schedule as before the restart
+        if not replay_schedule(schedule, self.tick):     # the same schedule as before the restart
+            print(f"worker: warning: tick {self.tick} is past {SCHEDULE_REPLAY_TICKS:,}: the random fault schedule "
+                  "starts afresh instead of being replayed", file=sys.stderr)
         self.writer = StateWriter(state_dir, utc_now)
         self.commands = CommandLog.load(self.writer.read("commands.json"))
         self.guard = TickGuard(state_dir / ERROR_LOG)
