@@ -233,7 +233,8 @@ class Agent:
         self.executor.prune()
 
     # -- persistence -------------------------------------------------------------------
-    def restore(self, control_doc: dict | None, learning_doc: dict | None, audit_events: list[dict] | None) -> list[str]:
+    def restore(self, control_doc: dict | None, learning_doc: dict | None,
+                audit_events: list[dict] | None) -> list[str]:
         """Resume after a restart: executor records, guard windows, ledger and learner memory, then
         reconcile with the audit log (written before every change, so it wins). Returns the repairs made.
         audit_events None: the log is not trusted (a broken chain), so nothing in it is replayed."""

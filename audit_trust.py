@@ -104,8 +104,8 @@ def set_aside(state_dir: Path, message: str, stamp: str) -> dict:
 def checkpoint(control_doc: dict | None) -> dict:
     """The control plane, each action's status and the ledger, as the state file has them."""
     doc = control_doc if control_doc is not None and control_doc_reason(control_doc) is None else {}
-    cp = {"control_plane": doc.get("control_plane", {}), "statuses": {a["id"]: a["status"] for a in doc.get("actions", [])},
-          "applied": dict(doc.get("applied", {}))}
+    cp = {"control_plane": doc.get("control_plane", {}), "applied": dict(doc.get("applied", {})),
+          "statuses": {a["id"]: a["status"] for a in doc.get("actions", [])}}
     return cp if checkpoint_reason(cp) is None else {"control_plane": {}, "statuses": {}, "applied": {}}
 
 

@@ -1,4 +1,4 @@
-"""A scripted live run for the recovery tests: LiveLoop in-process, a retry storm and an outage, approvals by command."""
+"""A scripted live run for the recovery tests: LiveLoop in-process, a retry storm, an outage, approvals by command."""
 from argparse import Namespace
 from pathlib import Path
 
