@@ -116,7 +116,7 @@ def replay_schedule(schedule, tick: int) -> bool:
         schedule.faults_at(t)
         d = schedule.describe()
         if "next_fault_not_before" not in d:
-            return
+            return True
         active = d.get("active_fault")
         t = max(t + 1, min(tick, active["end_tick"] if active else d["next_fault_not_before"]))
     return True

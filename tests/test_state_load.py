@@ -183,6 +183,16 @@ def test_the_schedule_replay_equals_ticking_every_tick():
     assert took < 2
 
 
+def test_a_scenario_schedule_needs_no_replay(capsys):
+    class Stateless:
+        def faults_at(self, tick):
+            return ()
+
+        def describe(self):
+            return {"active_fault": None}
+    assert worker.replay_schedule(Stateless(), 10**6) is True
+
+
 def test_every_audit_record_field_has_a_check():
     from actions import REBUILD_FIELDS
     assert set(state_load._REBUILD_CHECKS) == set(REBUILD_FIELDS)
