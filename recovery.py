@@ -20,7 +20,7 @@ from datetime import datetime
 from actions import REBUILD_FIELDS, ActionRecord, Status
 from control_plane import ControlPlane, apply_action, remove_action
 from executor import Executor
-from state_load import CHAIN_START, audit_event_reason, checkpoint_reason, rebuild_fields
+from state_load import CHAIN_START, audit_event_reason, checkpoint_reason, is_num, rebuild_fields
 
 _STATUS_EVENTS = {"action_executed": Status.EXECUTED, "action_rolled_back": Status.ROLLED_BACK,
                   "action_restored": Status.RESTORED, "action_rejected": Status.REJECTED,
@@ -76,7 +76,7 @@ def replay_audit(events: list[dict], skipped: list[str] | None = None) -> tuple[
 
 
 def _approval(e: dict) -> dict | None:
-    a = e.get("record", {}).get("approval") if isinstance(e.get("record"), dict) else None
+    a = rebuild_fields(e.get("record")).get("approval")
     return a if isinstance(a, dict) and a.get("by") else None
 
 
@@ -106,7 +106,8 @@ def _rebuild(action_id: str, e: dict, now: float) -> tuple[ActionRecord, str | N
     if e.get("approval"):
         fields["approval"] = e["approval"]
     rec = ActionRecord(id=action_id, action=e["action_type"], target=e["target"], params=e["params"],
-                       risk=float(e.get("risk") or 0.0), status=e["status"], params_hash=e.get("params_hash") or "",
+                       risk=e["risk"] if is_num(e.get("risk")) else 0.0, status=e["status"],
+                       params_hash=e["params_hash"] if isinstance(e.get("params_hash"), str) else "",
                        **fields)
     return rec, (None if complete else "its audit line predates complete records")
 

@@ -107,6 +107,25 @@ def test_a_hostile_state_file_is_moved_aside_and_that_part_starts_fresh(resumabl
         assert loop.agent.executor.actions                           # the other parts resumed
 
 
+@pytest.mark.parametrize("text", ["{}", "half"], ids=["empty object", "truncated"])
+def test_an_empty_or_truncated_control_plane_rebuilds_complete_records_from_the_log(resumable, tmp_path, text):
+    state = tmp_path / "state"
+    shutil.copytree(resumable, state, ignore=shutil.ignore_patterns(".lock"))
+    full = (state / "control_plane.json").read_text()
+    (state / "control_plane.json").write_text(text if text != "half" else full[: len(full) // 2])
+    before = {a["id"]: a for a in json.loads(full)["actions"]}
+    loop = live(state)
+    run_ticks(loop, 2)
+    assert loop.guard.total == 0 and loop.trust.ok
+    ex = loop.agent.executor
+    for action_id, old in before.items():
+        rec = ex.actions[action_id]
+        if old["status"] == "pending_approval":          # still pending, with its own proposal time: never expired
+            assert rec.status.value == "pending_approval" and rec.proposed_at == old["proposed_at"]
+        assert (rec.cause, rec.explanation, rec.requires_human_approval) == (
+            old["cause"], old["explanation"], old["requires_human_approval"])
+
+
 def append_chained(state, event):
     AuditLog(state, lambda: "2026-01-01T00:00:00Z", "test").append(event)
 
@@ -119,6 +138,8 @@ AUDIT_LINES = {
                       "target": ["globemart"], "params": {"max_attempts": 2}},
     "retry policy without merchant": {"event": "action_executed", "action_id": "A0902", "action_type": "retry_policy",
                                       "target": {"issuer": "chase"}, "params": {"max_attempts": 2}},
+    "risk text": {"event": "action_pending_approval", "action_id": "A0904", "action_type": "suppress",
+                  "target": {"issuer": "chase"}, "params": {}, "risk": "high", "params_hash": 7},
     "record junk": {"event": "action_pending_approval", "action_id": "A0903", "action_type": "suppress",
                     "target": {"issuer": "chase"}, "params": {}, "record": {"proposed_at": "soon", "tick": -4}},
 }
@@ -134,7 +155,9 @@ def test_a_chained_audit_line_that_fails_its_schema_is_skipped_and_named(resumab
     assert loop.guard.total == 0 and loop.trust.ok
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    if case == "record junk":            # a valid proposal with a bad record: rebuilt; it keeps its line's time
+    if case == "risk text":
+        assert loop.agent.executor.actions["A0904"].risk == 0.0
+    elif case == "record junk":            # a valid proposal with a bad record: rebuilt; it keeps its line's time
         rec = loop.agent.executor.actions["A0903"]
         assert rec.tick == 0 and rec.proposed_at == datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
     else:
