@@ -3,17 +3,28 @@
 Reads state/*.json (cached by modification time, the last good copy kept when a
 file is missing or half-written) and shows what the agent sees, why it acted or
 did not, and what waits for a human. Its only write is an operator command
-(approve, reject, pause, resume) dropped by state_writer.write_command for
-worker.py to apply. Never imports the agent or the executor and never changes
-routing itself; its text comes from explainability, its tables and charts are pure functions
-here that tests call on fixture state.
+(approve, reject, pause, resume), signed with the shared secret and dropped by
+state_writer.write_command for worker.py to apply. Never imports the agent or the
+executor and never changes routing itself; its text comes from explainability, its
+tables and charts are pure functions here that tests call on fixture state.
 
-State folder: `streamlit run dashboard.py -- --state-dir DIR`, else $PAYOPS_STATE_DIR, else ./state.
+Access: a request under a Host that is not a loopback name is refused (DNS rebinding);
+the page is read-only until it is opened with the token printed on this process's
+stderr at start (`?token=...`, remembered for the session, never shown); approvals
+are recorded as the OS user running the dashboard, or the signed-in user where
+Streamlit's OIDC login is configured. Every value from state is shown as text
+(escaped Markdown, st.text, tables), never as Markdown or HTML of its own.
+
+    python dashboard.py [--state-dir DIR] [--port N]     # prints the link with the token, serves on 127.0.0.1
+    streamlit run dashboard.py -- --state-dir DIR        # prints it when the first session starts
+
+State folder: --state-dir DIR, else $PAYOPS_STATE_DIR, else ./state.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +32,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+import command_auth
+import dashboard_access
 import dashboard_text as explain
+from dashboard_gate import access, announce, take_token
 from dashboard_charts import (
     actions_frame,
     commands_frame,
@@ -38,8 +52,7 @@ from state_writer import read_json, write_command
 REFRESH_S = 2
 REQUIRED = ("status.json", "metrics.json", "hypotheses.json", "actions.json", "learning.json")
 OPTIONAL = ("simulator.json", "commands.json", "incidents.json")   # live mode; shadow mode
-
-
+E = explain.esc                   # any value from state inside Markdown (captions, alerts, metrics) goes through E
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -79,8 +92,8 @@ def load(folder: Path) -> tuple[dict[str, dict] | None, list[str], float | None]
             good[name] = doc
         elif name in REQUIRED or name in good or problem != "is missing":
             kept = good.get(name)
-            warnings.append(f"`{name}` {problem}: " + (f"showing the last good copy (tick {kept.get('tick')})." if kept
-                                                      else "its sections wait for the next good write."))
+            warnings.append(f"`{name}` {problem}: " + (f"showing the last good copy (tick {E(kept.get('tick'))})."
+                                                      if kept else "its sections wait for the next good write."))
         docs[name] = good.get(name) or {}
     if newest is None and not any(n in good for n in REQUIRED):
         return None, [], None
@@ -88,12 +101,12 @@ def load(folder: Path) -> tuple[dict[str, dict] | None, list[str], float | None]
 
 
 def send(folder: Path, kind: str, action: dict | None = None) -> None:
-    """Button callback: drop one command for the worker and remember it, so the page can show its fate."""
-    by = str(st.session_state.get("operator", "")).strip()
-    if not by:
-        st.session_state["sent"] = {"error": "Type your name in the sidebar first: every approval records who gave it."}
+    """Button callback: drop one signed command for the worker and remember it, so the page can show its fate."""
+    key, by, why = access(folder)
+    if key is None or by is None:
+        st.session_state["sent"] = {"error": f"Not sent: {E(why)}."}
         return
-    path = write_command(folder, explain.make_command(kind, by, utc_now(), action))
+    path = write_command(folder, explain.make_command(kind, by, utc_now(), action), key)
     st.session_state["sent"] = {"id": path.stem, "command": kind, "action_id": (action or {}).get("id")}
 
 
@@ -114,12 +127,12 @@ def header(docs: dict, age: float | None) -> None:
     for col, m in zip(cols, cells):
         col.metric(m["label"], m["value"], m["delta"], delta_color=m["delta_color"], help=m["help"])
     label, detail = explain.agent_status(status, age)
-    cols[6].metric("Agent", label)
-    cols[6].caption(detail)
+    cols[6].metric("Agent", E(label))
+    cols[6].caption(E(detail))
     llm, why = explain.llm_status(hyp.get("llm"), hyp.get("latest"))
-    cols[7].metric("LLM", llm)
-    cols[7].caption(why)
-    st.caption(f"tick {status.get('tick')} · {status.get('mode', '?')} mode · "
+    cols[7].metric("LLM", E(llm))
+    cols[7].caption(E(why))
+    st.caption(f"tick {E(status.get('tick'))} · {E(status.get('mode', '?'))} mode · "
                f"updated {explain.age_text(age or 0)} ago · refreshes every {REFRESH_S} s")
 
 
@@ -129,15 +142,20 @@ def story(docs: dict) -> None:
         for col, (title, key) in zip(st.columns(3), (("What is wrong", "wrong"), ("What the agent did", "did"),
                                                       ("Waiting for you", "waiting"))):
             col.markdown(f"**{title}**")
-            col.markdown("\n".join(f"- {line}" for line in s[key]))
+            col.markdown("\n".join(f"- {E(line)}" for line in s[key]))
 
 
 def approvals(folder: Path, docs: dict, live: bool) -> None:
     st.subheader("Approval queue")
+    key, by, why = access(folder)
+    can = key is not None and by is not None
     paused = docs["status.json"].get("paused") or docs["status.json"].get("state") == "paused"
     c1, c2 = st.columns([1, 3])
-    c1.button("Resume automation" if paused else "Pause automation", key="pause-switch", disabled=not live,
-              on_click=send, args=(folder, "resume" if paused else "pause"))
+    if can:
+        c1.button("Resume automation" if paused else "Pause automation", key="pause-switch", disabled=not live,
+                  on_click=send, args=(folder, "resume" if paused else "pause"))
+    else:
+        c1.info(f"Read-only: {E(why)}.")
     c2.caption("Paused: the agent observes and reasons, and every decision waits here for you." if paused else
                "Running: low-risk actions run on their own; high-risk ones wait here for you.")
     sent, log = st.session_state.get("sent"), docs["commands.json"].get("log") or []
@@ -145,14 +163,14 @@ def approvals(folder: Path, docs: dict, live: bool) -> None:
         st.error(sent["error"])
         sent = None
     if sent:
-        done = next((e for e in reversed(log) if e.get("id") == sent["id"]), None)
-        what = f"{sent['command']} {sent['action_id'] or ''}".strip()
+        done = next((e for e in reversed(log) if isinstance(e, dict) and e.get("id") == sent["id"]), None)
+        what = E(f"{sent['command']} {sent['action_id'] or ''}".strip())
         if done is None:
             st.info(f"Sent {what}; waiting for the worker to pick it up.")
         elif done.get("result") == "accepted":
-            st.success(f"{what}: {done.get('message')}")
+            st.success(f"{what}: {E(done.get('message'))}")
         else:
-            st.error(f"{what}: {done.get('message')}")
+            st.error(f"{what}: {E(done.get('message'))}")
     if not live:
         st.caption("The worker is not running: approvals and the pause switch need `python worker.py`.")
     pending = docs["actions.json"].get("pending") or []
@@ -160,12 +178,14 @@ def approvals(folder: Path, docs: dict, live: bool) -> None:
         st.write("Nothing waits for approval.")
     for a in pending:
         with st.container(border=True):
-            st.markdown(f"**{explain.action_text(a)}**")
+            st.markdown(f"**{E(explain.action_text(a))}**")
             st.markdown(f"Risk **{a.get('risk', 0):.2f}** · confidence {a.get('confidence', 0):.2f} · "
-                        f"cause {a.get('cause')} · proposed at tick {a.get('tick')}  \n"
-                        f"Expected effect: {explain.expected_text(a.get('expected'))}  \n"
-                        f"Why it waits: {'; '.join(a.get('guardrails') or []) or 'needs a human'}")
-            st.caption(a.get("explanation", ""))
+                        f"cause {E(a.get('cause'))} · proposed at tick {E(a.get('tick'))}  \n"
+                        f"Expected effect: {E(explain.expected_text(a.get('expected')))}  \n"
+                        f"Why it waits: {E('; '.join(map(str, a.get('guardrails') or [])) or 'needs a human')}")
+            st.caption(E(a.get("explanation", "")))
+            if not can:
+                continue
             waiting = bool(sent and sent["action_id"] == a["id"] and not any(e.get("id") == sent["id"] for e in log))
             b1, b2, _ = st.columns([1, 1, 4])
             b1.button("Approve", key=f"approve-{a['id']}", type="primary", disabled=waiting or not live,
@@ -201,15 +221,16 @@ def reasoning(docs: dict) -> None:
     show_table(hypotheses_frame(hyp.get("latest")), "None this tick: every measured slice is within its baseline.")
     st.subheader("Current decision")
     exp = act.get("explanation") or {}
-    st.markdown(f"**{explain.decision_verdict(act.get('decision'))}**")
-    st.markdown(f"Observation: {exp.get('observation', 'n/a')}  \nDecision: {exp.get('decision', 'n/a')}")
+    st.markdown(f"**{E(explain.decision_verdict(act.get('decision')))}**")
+    st.markdown(f"Observation: {E(exp.get('observation', 'n/a'))}  \nDecision: {E(exp.get('decision', 'n/a'))}")
     g, t = st.columns(2)
-    g.markdown("**Guardrails that fired**\n" + "\n".join(f"- {x}" for x in exp.get("guardrails") or ["none"]))
+    g.markdown("**Guardrails that fired**\n" + "\n".join(f"- {E(x)}" for x in exp.get("guardrails") or ["none"]))
     t.markdown("**Trade-offs weighed, alternatives rejected**\n"
-               + "\n".join(f"- {x}" for x in exp.get("tradeoffs") or ["none: no alternative was on the table"]))
+               + "\n".join(f"- {E(x)}" for x in exp.get("tradeoffs") or ["none: no alternative was on the table"]))
     latest = max(act.get("actions") or [], key=lambda a: a.get("tick", 0), default=None)
     if latest:
-        st.caption(f"Latest action decision, {latest['id']} at tick {latest.get('tick')}: {latest.get('explanation')}")
+        st.caption(f"Latest action decision, {E(latest.get('id'))} at tick {E(latest.get('tick'))}: "
+                   f"{E(latest.get('explanation'))}")
 
 
 def history(docs: dict) -> None:
@@ -219,8 +240,8 @@ def history(docs: dict) -> None:
     learn = docs["learning.json"]
     level, lines = explain.caution(learn.get("signal"))
     c1, c2 = st.columns([1, 3])
-    c1.metric("Caution level", level)
-    c2.markdown("\n".join(f"- {x}" for x in lines) or "No recent harm: the usual confidence thresholds apply.")
+    c1.metric("Caution level", E(level))
+    c2.markdown("\n".join(f"- {E(x)}" for x in lines) or "No recent harm: the usual confidence thresholds apply.")
     show_table(effectiveness_frame(learn.get("effectiveness")), "No judged action yet.")
     st.markdown("**Latest learning summary**")
     st.text(explain.summary_text(learn.get("summary")))     # LLM text: shown as plain text, never markdown or HTML
@@ -240,11 +261,11 @@ def incidents(docs: dict, live: bool = False) -> None:
     items = doc.get("incidents") or []
     if live:
         st.subheader("Incidents")
-        st.caption(f"{doc.get('open', 0)} open. Each hypothesis held over time, with the action the agent took or "
+        st.caption(f"{E(doc.get('open', 0))} open. Each hypothesis held over time, with the action the agent took or "
                    "proposed for it and a note for people: Gemini's when it is on, else a template. Nothing the agent "
                    "decides reads them.")
     else:
-        st.subheader(f"Incidents ({doc.get('open', 0)} open at data time {doc.get('time') or '?'})")
+        st.subheader(f"Incidents ({E(doc.get('open', 0))} open at data time {E(doc.get('time') or '?')})")
         st.caption("Shadow mode: the agent replays a payment log and advises; nothing is applied.")
     show_table(incidents_frame(items), "No incident: every measured segment stayed within its baseline.")
     if items:
@@ -255,9 +276,8 @@ def incidents(docs: dict, live: bool = False) -> None:
 
 
 def shadow_page(docs: dict, age: float | None) -> None:
-    header(docs, age)
     m = docs["metrics.json"]
-    for section in (lambda: incidents(docs),
+    for section in (lambda: header(docs, age), lambda: incidents(docs),
                     lambda: st.altair_chart(success_trend_chart(m.get("trend"), None,
                                                                 docs["incidents.json"].get("incidents"))),
                     lambda: st.altair_chart(issuer_chart(m.get("issuers"))),
@@ -265,7 +285,7 @@ def shadow_page(docs: dict, age: float | None) -> None:
         try:
             section()
         except Exception as e:  # the edge: an odd document costs one section, never the page
-            st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {e}")
+            st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {E(str(e)[:300])}")
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -276,37 +296,68 @@ def live_page(folder: Path) -> None:
         return
     for w in warnings:
         st.warning(w)
+    audit = docs["status.json"].get("audit")
+    if isinstance(audit, dict) and audit.get("ok") is False:
+        st.error(f"Audit log broken: {E(str(audit.get('message') or 'no detail given')[:300])}. Automation is paused; "
+                 "see the README (audit log) before resuming.")
     if docs["status.json"].get("mode") == "shadow":
         shadow_page(docs, age)
         return
     label, detail = explain.agent_status(docs["status.json"], age)
     if age is not None and age > explain.STALE_AFTER_S:
-        st.error(f"The worker is not running: the state was last written {explain.age_text(age)} ago ({detail}). "
+        st.error(f"The worker is not running: the state was last written {explain.age_text(age)} ago ({E(detail)}). "
                  "Start it with `python worker.py`; below is the last state it left.")
     elif label == "paused":
         st.warning("Automation is paused: the agent observes and reasons, but executes nothing on its own.")
     is_live = label in ("running", "paused")
-    header(docs, age)
-    story(docs)
-    for section in (lambda: approvals(folder, docs, is_live), lambda: charts(docs), lambda: reasoning(docs),
+    for section in (lambda: header(docs, age), lambda: story(docs), lambda: approvals(folder, docs, is_live),
+                    lambda: charts(docs), lambda: reasoning(docs),
                     lambda: incidents(docs, live=True) if docs["incidents.json"] else None, lambda: history(docs)):
         try:
             section()
         except Exception as e:  # the edge: an odd document costs one section, never the page
-            st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {e}")
+            st.warning(f"Could not draw a section from the state files: {type(e).__name__}: {E(str(e)[:300])}")
 
 
 def main() -> None:
     st.set_page_config(page_title="Payment ops agent", layout="wide")
+    extra = dashboard_access.extra_hosts(os.environ.get(dashboard_access.HOSTS_ENV))
+    if not dashboard_access.host_allowed(st.context.headers.get("host"), extra):
+        st.error("Refused: this page answers only as localhost, 127.0.0.1 or [::1]; a request under another name may "
+                 f"be a DNS-rebinding attack. To allow a name on purpose, list it in {dashboard_access.HOSTS_ENV}.")
+        st.stop()
     st.title("Payment operations agent")
-    st.sidebar.text_input("Operator name", value=os.environ.get("PAYOPS_OPERATOR") or os.environ.get("USER") or "operator",
-                          key="operator",
-                          help="recorded with every approval and rejection")
-    st.sidebar.caption(f"State folder: `{state_dir()}`")
-    st.sidebar.caption("Approve and Reject write a command file into state/commands/; the worker applies it on its "
-                       "next tick, at most once, and refuses stale or repeated commands.")
-    live_page(state_dir())
+    folder = state_dir()
+    take_token()
+    key, by, how = access(folder)
+    st.sidebar.caption(f"State folder: {E(folder)}")
+    if by:
+        st.sidebar.caption(f"Approvals are recorded as **{E(by)}** ({E(how)}).")
+    else:
+        st.sidebar.caption(f"Read-only: {E(how)}.")
+    st.sidebar.caption("Approve and Reject write a signed command file into state/commands/; the worker applies it on "
+                       "its next tick, at most once, and refuses unsigned, stale or repeated commands.")
+    live_page(folder)
+
+
+def launch(argv: list[str]) -> None:
+    """`python dashboard.py`: print the link with the token on stderr, then serve the page on 127.0.0.1 only."""
+    ap = argparse.ArgumentParser(description="The operator page on 127.0.0.1; its access link is printed here.")
+    ap.add_argument("--state-dir", default=None)
+    ap.add_argument("--port", type=int, default=8501)
+    args = ap.parse_args(argv)
+    folder = Path(args.state_dir or os.environ.get("PAYOPS_STATE_DIR") or "state")
+    try:
+        announce(command_auth.load_or_create_key(folder), args.port)
+    except command_auth.KeyRefused as e:
+        print(f"dashboard: {e}; the page will be read-only", file=sys.stderr, flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", __file__, "--server.address", "127.0.0.1",
+                              "--server.port", str(args.port), "--server.headless", "true",
+                              "--browser.gatherUsageStats", "false", "--", "--state-dir", str(folder)])
 
 
 if __name__ == "__main__":
-    main()
+    if st.runtime.exists():
+        main()
+    else:
+        launch(sys.argv[1:])

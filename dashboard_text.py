@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from formatting import pct, target_text
 
+MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()<>#+-!|~$:&=.@")
 STALE_AFTER_S = 10.0      # a worker writes every tick (1 s by default); 10 s of silence means it is gone
+
+
+def esc(value) -> str:
+    """Any value from state as literal text inside Markdown: each mark that Markdown, HTML or Streamlit's directives
+    could read is backslash-escaped (CommonMark shows it as itself), so no link, image, tag or colour runs."""
+    return "".join("\\" + c if c in MARKDOWN_PUNCTUATION else c for c in str(value))
 
 
 def age_text(seconds: float) -> str:

@@ -386,5 +386,6 @@ def _add(a: Stats, b: Stats, sign: int = 1) -> Stats:
 def sum_stats(parts: list[Stats]) -> Stats:
     """Totals over several ticks (at least one)."""
     return Stats(parts[0].layout, sum(p.packed_counts for p in parts), sum(p.packed_fees for p in parts),
-                 sum(p.packed_amount for p in parts), sum(p.latency_hist for p in parts), len(parts),
+                 sum(p.packed_amount for p in parts), sum(p.latency_hist for p in parts),
+                 sum(p.ticks for p in parts),
                  sum(p.hard_retries for p in parts))

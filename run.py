@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import llm_reasoner
@@ -34,12 +35,12 @@ from log_reader import open_log
 from merchant_profiles import DEFAULT_UNIVERSE, Universe
 from observer import sum_stats
 from report import RunResult, build_report, print_analysis
-from scenario import Scenario, ScenarioError, load_scenario, make_simulator
+from scenario import MAX_SEED, Scenario, ScenarioError, load_scenario, make_simulator
 from shadow import ShadowRun
 from shadow_report import build_report as build_shadow_report
 from shadow_report import print_report as print_shadow_report
 from shadow_report import state_documents as shadow_documents
-from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps
+from state_writer import AUDIT_FILE, AuditLog, StateLocked, StateWriter, acquire_lock, dumps, write_text_atomic
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
 
@@ -61,20 +62,20 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
     result = RunResult(scenario, seed, policy, agent)
     run_status = {"mode": "run", "tick_seconds": scenario.tick_seconds}
     for phase in scenario.phases:
-        parts = []
+        total = None                  # the phase's sum so far: memory stays flat however long the phase
         for tick in range(phase.start_tick, phase.end_tick):
             clock.tick = tick
             batch = sim.step(agent.control, scenario.faults_at(tick))
             if on_batch:
                 on_batch(batch)
             step = agent.step(batch)
-            parts.append(step.snapshot.last)
+            total = step.snapshot.last if total is None else sum_stats([total, step.snapshot.last])
             result.approved_amount += float(batch.amount[batch.approved].sum())
             if writer and (tick % write_every == 0 or tick == scenario.total_ticks - 1):
                 writer.write_all(agent.state_documents({"state": "running", **run_status}), audit.head)
             if on_tick:
                 on_tick(phase, tick, step)
-        result.phase_stats.append(sum_stats(parts))
+        result.phase_stats.append(replace(total, ticks=phase.ticks))
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()
@@ -168,6 +169,9 @@ def main(argv=None) -> int:
         print(f"run.py: {e}", file=sys.stderr)
         return 2
     seed = scenario.seed if args.seed is None else args.seed
+    if not 0 <= seed <= MAX_SEED:                 # a scenario's seed is checked when it is read; --seed here
+        print(f"run.py: --seed must be at least 0 and at most {MAX_SEED:,}, got {seed}", file=sys.stderr)
+        return 2
     try:
         lock = acquire_lock(args.state_dir, "run.py")
     except StateLocked as e:
@@ -199,14 +203,18 @@ def main(argv=None) -> int:
     lock.close()
     report = build_report(res, base)
     print_analysis(report)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(dumps(report) + "\n")
+    write_report(args.report, report)
     if not args.quiet:
         print(f"\nFinished in {time.perf_counter() - started:.1f} s; state in {args.state_dir}/"
               + (f", report in {args.report}" if args.report else "")
               + (f", {export.rows:,} attempts in {args.export_events}" if export else ""), file=sys.stderr)
     return 0
+
+
+def write_report(path: str | None, report: dict) -> None:
+    """The report as one line of strict JSON, when --report names a file."""
+    if path:
+        write_text_atomic(path, dumps(report) + "\n")
 
 
 def open_export(path: str | None, universe: Universe, scenario: Scenario):
@@ -245,9 +253,7 @@ def run_replay(args) -> int:
     lock.close()
     report = build_shadow_report(run, source, replay_llm_status(llm))
     print_shadow_report(report)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(dumps(report) + "\n")
+    write_report(args.report, report)
     return 0
 
 

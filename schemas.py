@@ -91,6 +91,7 @@ class CommandsDoc(Stamped):
     tick: int
     max_age_seconds: int
     log: list[dict]              # id, file, command, action_id, by, issued_at, processed_at, tick, result, message
+    refusals: dict[str, int]     # refused commands since the state began: file (hostile), signature, command
 
 
 class IncidentsDoc(Stamped):

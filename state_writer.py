@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+import command_auth
 from safe_json import JsonRefused, load_json, loads
 
 SCHEMA_VERSION = 1
@@ -53,9 +54,13 @@ def dumps(doc) -> str:
 
 def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
     """Atomically replace `path` with `doc` plus schema_version and generated_at."""
+    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}))
+
+
+def write_text_atomic(path: str | Path, body: str) -> None:
+    """Replace `path` with `body` so that a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -78,12 +83,13 @@ def read_json(path: str | Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def write_command(state_dir: str | Path, command: dict) -> Path:
+def write_command(state_dir: str | Path, command: dict, key: bytes | None = None) -> Path:
     """Atomically drop one operator command into state_dir/commands/ for the worker; returns its path.
 
     `command` names the command (one of COMMANDS), `by` and `issued_at` (ISO time), and for
     approve/reject the `action_id` (approve also the action's `params_hash`). A unique `id` is
-    added when missing; the worker refuses an id it has seen before.
+    added when missing; the worker refuses an id it has seen before. With `key` (the shared
+    secret, command_auth) the file carries its signature `sig`; the worker refuses a command without one.
     """
     if command.get("command") not in COMMANDS:
         raise ValueError(f"unknown command {command.get('command')!r}; valid: {', '.join(COMMANDS)}")
@@ -92,7 +98,8 @@ def write_command(state_dir: str | Path, command: dict) -> Path:
     if not (isinstance(cid, str) and 0 < len(cid) <= 64 and cid.isascii() and cid.replace("-", "").isalnum()):
         raise ValueError(f"command id must be 1-64 letters, digits or dashes, got {cid!r}")
     path = Path(state_dir) / COMMANDS_DIR / f"{cid}.json"
-    write_json(path, doc, str(doc.get("issued_at", "")))
+    stamped = {"schema_version": SCHEMA_VERSION, "generated_at": str(doc.get("issued_at", "")), **doc}
+    write_json(path, command_auth.sign(key, stamped) if key is not None else stamped, stamped["generated_at"])
     return path
 
 

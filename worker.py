@@ -263,7 +263,7 @@ class LiveLoop:
             print(f"worker: warning: tick {self.tick} is past {SCHEDULE_REPLAY_TICKS:,}: the random fault schedule "
                   "starts afresh instead of being replayed", file=sys.stderr)
         self.writer = StateWriter(state_dir, utc_now)
-        self.commands = CommandLog.load(self.writer.read("commands.json"))
+        self.commands = CommandLog.open(state_dir, self.writer.read("commands.json"))   # the secret, seen ids
         self.guard = TickGuard(state_dir / ERROR_LOG)
         self.status = {"mode": "live", "started_at": self.started, "tick_seconds": args.tick_seconds, "tps": args.tps,
                        "seed": args.seed, "pid": os.getpid()}

@@ -3,6 +3,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import worker
+from command_auth import load_or_create_key
 from simulator import Fault, FaultKind
 from state_writer import read_audit, write_command
 
@@ -30,7 +31,7 @@ def live(state_dir):
 
 def approve_by_command(state_dir, rec, by="ops"):
     write_command(state_dir, {"command": "approve", "action_id": rec.id, "params_hash": rec.params_hash, "by": by,
-                              "issued_at": worker.utc_now()})
+                              "issued_at": worker.utc_now()}, load_or_create_key(state_dir))
 
 
 def run_ticks(loop, n, approve_first_pending=False):

@@ -12,6 +12,7 @@ import pytest
 
 import worker
 from actions import Status
+from command_auth import load_or_create_key
 from live_run import live, run_ticks
 from recovery import replay_audit
 from state_writer import GENESIS, _line_hash, read_audit, read_json, write_command
@@ -92,11 +93,13 @@ def test_a_broken_log_is_kept_aside_never_replayed_and_pauses_automation_until_a
     rec = loop.agent.executor.actions[held["action_id"]]
     assert rec.status is Status.PENDING_APPROVAL and held["action_id"] not in loop.agent.executor.applied
     assert held["action_id"] not in json.dumps(loop.agent.control.to_dict())   # the forged action never went live
-    write_command(state, {"command": "resume", "by": "ops", "issued_at": worker.utc_now()})
+    write_command(state, {"command": "resume", "by": "ops", "issued_at": worker.utc_now()}, load_or_create_key(state))
     run_ticks(loop, 3)
     status = read_json(state / "status.json")
     assert status["audit"]["ok"] is False and "\n" not in status["audit"]["message"]
     assert "--accept-audit-break" in status["audit"]["message"]
+    resumed = [c for c in read_json(state / "commands.json")["log"] if c["command"] == "resume"]
+    assert resumed and resumed[-1]["result"] == "accepted"                   # the operator did resume...
     assert status["paused"] is True, "a resume must not lift the pause while the log is broken"
     assert verify_code(state) == 1
 

@@ -2,15 +2,19 @@
 
 The worker replays scenarios/demo.json fast (2,000 payments per 80 ms tick), so its
 retry-storm phase leaves a pending approval for the large merchant after ~12 s.
-The test opens the page, checks that it renders without an exception, clicks
-Approve and watches the worker execute the action exactly once, then pauses the
-agent. It saves a screenshot (tmp_path, or $DASHBOARD_SCREENSHOT for the README).
+The test reads the dashboard's token from its stderr, checks that the page opened
+without it has no buttons, opens it with the token (which the page never shows),
+checks that it renders without an exception, clicks Approve and watches the worker
+execute the signed command exactly once, recorded as the OS user, then pauses the agent.
+It saves a screenshot (tmp_path, or $DASHBOARD_SCREENSHOT for the README).
 Skips only when Debian's chromium is not installed at /usr/bin/chromium.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,11 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-OPERATOR = "browser-test"
+OPERATOR = getpass.getuser()          # the approver is the OS user running the dashboard, never typed in
 HEADINGS = ("Approval queue", "Traffic", "Hypotheses", "Current decision", "Action history", "Learning")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")]
 
 
 def free_port() -> int:
@@ -86,7 +91,7 @@ def live(tmp_path):
     """A running worker and dashboard on a fresh state folder; both stopped (by pid) afterwards."""
     state = tmp_path / "state"
     port = free_port()
-    env = {**os.environ, "PAYOPS_OPERATOR": OPERATOR, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "dashboard")}
     worker = subprocess.Popen([sys.executable, "worker.py", "--scenario", "scenarios/demo.json", "--tps", "25000",
                                "--tick-seconds", "0.08", "--state-dir", str(state)],
@@ -97,7 +102,8 @@ def live(tmp_path):
                                  cwd=ROOT, env=env, stdout=logs["dashboard"], stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: healthy(f"http://127.0.0.1:{port}/_stcore/health"), 30, "the dashboard's health check")
-        yield {"url": f"http://127.0.0.1:{port}/", "state": state, "logs": tmp_path, "tmp": tmp_path}
+        yield {"url": f"http://127.0.0.1:{port}/", "state": state, "logs": tmp_path, "tmp": tmp_path,
+               "token": lambda: token_from(tmp_path / "dashboard.log")}
     finally:
         for proc in (dashboard, worker):
             proc.terminate()
@@ -110,6 +116,12 @@ def live(tmp_path):
             f.close()
 
 
+def token_from(log: Path) -> str | None:
+    """The token the dashboard prints on stderr when its first session starts (as an operator copies it)."""
+    found = re.findall(r"\?token=([0-9a-f]+)", log.read_text())
+    return found[-1] if found else None
+
+
 def test_page_renders_and_approval_round_trip(live):
     from playwright.sync_api import sync_playwright
 
@@ -120,8 +132,13 @@ def test_page_renders_and_approval_round_trip(live):
                                                        viewport={"width": 1500, "height": 1000})
         try:
             page = browser.new_page()
-            page.goto(live["url"])                      # before the agent has anything to ask: the page must update live
+            page.goto(live["url"])                      # without the token: read-only
+            page.get_by_text("Read-only").first.wait_for(timeout=60_000)
+            assert page.locator(".st-key-pause-switch button").count() == 0
+            token = wait_for(live["token"], 20, "the dashboard to print its token")
+            page.goto(f"{live['url']}?token={token}")  # before the agent has anything to ask: the page must update live
             page.locator("[class*='st-key-approve-'] button").first.wait_for(state="visible", timeout=60_000)
+            assert token not in page.content() and "token=" not in page.url
             action = read(state / "actions.json")["pending"][0]
             approve = page.locator(f".st-key-approve-{action['id']} button")
             approve.wait_for(state="visible", timeout=10_000)

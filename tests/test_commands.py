@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clock import iso
+from command_auth import load_or_create_key
 from commands import COMMAND_MAX_AGE_S, CommandLog, apply_command, process_commands
 from state_writer import COMMANDS_DIR, write_command
 from tests.helpers import demo_until_pending
@@ -85,15 +86,16 @@ def test_reject_and_pause_resume(agent, pending):
 
 
 def test_process_commands_reads_logs_and_removes_the_files(agent, pending, tmp_path):
-    write_command(tmp_path, approve(pending, id="first", issued_at=iso(NOW - timedelta(seconds=2))))
-    write_command(tmp_path, approve(pending, id="second", issued_at=iso(NOW - timedelta(seconds=1))))
+    key = load_or_create_key(tmp_path)
+    write_command(tmp_path, approve(pending, id="first", issued_at=iso(NOW - timedelta(seconds=2))), key)
+    write_command(tmp_path, approve(pending, id="second", issued_at=iso(NOW - timedelta(seconds=1))), key)
     (tmp_path / COMMANDS_DIR / "junk.json").write_text("{half")
-    log = CommandLog()
+    log = CommandLog(key=key)
     done = process_commands(tmp_path, agent, 200, NOW, log)
     assert [(e["id"], e["result"]) for e in done] == [("junk", "refused"), ("first", "accepted"), ("second", "refused")]
     assert not list((tmp_path / COMMANDS_DIR).iterdir())
-    resumed = CommandLog.load(json.loads(json.dumps(log.to_dict(200))))   # a restarted worker remembers the ids
-    write_command(tmp_path, approve(pending, id="first"))
+    resumed = CommandLog.load(json.loads(json.dumps(log.to_dict(200))), key=key)   # a restarted worker remembers
+    write_command(tmp_path, approve(pending, id="first"), key)
     assert "replayed" in process_commands(tmp_path, agent, 201, NOW, resumed)[0]["message"]
 
 
@@ -111,7 +113,7 @@ def test_worker_replays_a_scenario_applies_a_pause_and_persists_it(tmp_path):
     import clock
     import worker
     from state_writer import read_json
-    write_command(tmp_path, {"command": "pause", "by": "carol", "issued_at": clock.utc_now()})
+    write_command(tmp_path, {"command": "pause", "by": "carol", "issued_at": clock.utc_now()}, load_or_create_key(tmp_path))
     assert worker.main(["--scenario", str(ROOT / "scenarios" / "demo.json"), "--max-ticks", "3", "--tps", "2000000",
                         "--tick-seconds", "0.001", "--state-dir", str(tmp_path)]) == 0
     status = read_json(tmp_path / "status.json")

@@ -149,15 +149,29 @@ def test_sr_router_moves_a_degraded_issuer_and_hedges():
             assert split.min() > 0                                # exploration keeps every path measured
 
 
-def test_oracle_acts_exactly_inside_the_fault():
+def test_path_oracle_acts_exactly_inside_the_fault():
     s = scenario({"kind": "issuer_degradation", "issuer": "chase", "processor": "atlas", "severity": 0.6},
                  {"kind": "retry_storm", "merchant": "glowbox", "severity": 0.8})
-    o = make_policy("oracle", U, scenario=s)
+    o = make_policy("oracle_path", U, scenario=s)
     assert o.controller.control_at(19) == ControlPlane()
     during = o.controller.control_at(20)
     assert [(x.issuer, x.from_processor) for x in during.route_overrides] == [("chase", "atlas")]
     assert during.retry_policy("glowbox") == RetryPolicy(2, 1, False)
     assert o.controller.control_at(32) == ControlPlane()
+
+
+def test_payment_oracle_routes_every_payment_of_the_hurt_issuer_off_the_failing_path_only_inside_the_fault():
+    s = scenario({"kind": "issuer_degradation", "issuer": "chase", "processor": "atlas", "severity": 0.9},
+                 {"kind": "retry_storm", "merchant": "glowbox", "severity": 0.8})
+    o = make_policy("oracle", U, scenario=s)
+    assert o.controller.control_at(19) == ControlPlane() == o.controller.control_at(32)
+    during = o.controller.control_at(20)
+    split, chase, atlas = during.route_split, U.index("issuer", "chase"), U.index("processor", "atlas")
+    assert split is not None and during.retry_policy("glowbox") == RetryPolicy(2, 1, False)
+    first = np.diff(split.cdf, prepend=0.0, axis=1)                      # one processor per issuer, probability 1
+    assert np.allclose(first.sum(axis=1), 1.0) and np.allclose(first.max(axis=1), 1.0)
+    assert first[chase, atlas] == 0.0                                     # 90% of chase's attempts fail on atlas
+    assert split.retry_order[chase, 1] != atlas
 
 
 def test_static_rule_fires_once_and_never_undoes():

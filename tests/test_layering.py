@@ -21,7 +21,7 @@ ALLOWED = {
     "decline_codes": {"decline_vocab"},
     "control_plane": set(),
     "simulator": {"control_plane", "decline_codes", "merchant_profiles"},
-    "scenario": {"merchant_profiles", "simulator"},
+    "scenario": {"merchant_profiles", "safe_json", "simulator"},
     # the loop's stages
     "sequential": set(),
     "slice_stats": set(),
@@ -55,8 +55,9 @@ ALLOWED = {
     "schemas": set(),
     "clock": set(),
     "safe_json": set(),
-    "state_writer": {"safe_json"},
-    "commands": {"agent", "clock", "executor", "state_writer"},
+    "command_auth": set(),
+    "state_writer": {"command_auth", "safe_json"},
+    "commands": {"agent", "clock", "command_auth", "executor", "safe_json", "state_writer"},
     "report": {"agent", "formatting", "llm_bounds", "observer", "scenario", "slice_stats"},
     "run": {"actions", "agent", "bench.baselines", "clock", "data_universe", "event_export", "incident_notes", "llm_bounds",
             "llm_reasoner", "log_formats", "log_reader", "merchant_profiles", "observer", "report", "scenario", "shadow",
@@ -66,7 +67,10 @@ ALLOWED = {
     "audit_trust": {"safe_json", "state_load", "state_writer"},
     "dashboard_text": {"formatting"},
     "dashboard_charts": {"dashboard_text"},
-    "dashboard": {"dashboard_charts", "dashboard_text", "state_writer"},
+    "dashboard_access": set(),
+    "dashboard_gate": {"command_auth", "dashboard_access"},
+    "dashboard": {"command_auth", "dashboard_access", "dashboard_charts", "dashboard_gate", "dashboard_text",
+                  "state_writer"},
     # reading a team's payment log
     "log_formats": set(),
     "log_sql": {"decline_codes", "log_formats"},
@@ -96,7 +100,7 @@ ALLOWED = {
 PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails",
         "judge", "learning_policy", "observer", "explainability", "formatting", "actions", "schemas", "dashboard_text",
         "dashboard_charts", "log_formats", "decline_codes", "sequential", "localise", "incidents", "data_universe",
-        "shadow_report", "incident_notes", "state_load"]
+        "shadow_report", "incident_notes", "dashboard_access", "state_load"]
 
 
 def module_files() -> dict[str, Path]:

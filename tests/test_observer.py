@@ -51,7 +51,7 @@ def test_slices_match_pandas_groupby(seed):
     # baseline covers the 5 ticks before the window
     base = pd.concat([frame(b) for b in batches[:-4]])
     assert snap.baseline.total.attempts == len(base)
-    assert snap.window.code_mix()["05"] == int((df.code == 1).sum())
+    assert snap.window.code_mix(U.code_axis.labels)["05"] == int((df.code == 1).sum())
 
 
 @pytest.mark.parametrize("proc", range(3))
