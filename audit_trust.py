@@ -86,7 +86,8 @@ def check(state_dir: Path) -> AuditTrust:
 
 
 def set_aside(state_dir: Path, message: str, stamp: str) -> dict:
-    """Rename the broken log (untouched) and record the break; returns the flag written."""
+    """Record the break, then rename the broken log (untouched); returns the flag written. A kill between the two
+    is completed on the next start (finish_set_aside)."""
     old_head = anchor(state_dir, ignore=(broken_flag(state_dir) or {}).get("old_head"))
     log, aside = state_dir / AUDIT_FILE, None
     if log.exists():
@@ -94,11 +95,21 @@ def set_aside(state_dir: Path, message: str, stamp: str) -> dict:
         n = 1
         while aside.exists():
             aside, n = state_dir / f"{AUDIT_FILE}.broken-{stamp}-{n}", n + 1
-        log.rename(aside)
-    flag = {"detected_at": stamp, "message": message[:500], "old_head": old_head,
-            "log": aside.name if aside else None, "sha256": _sha256(aside) if aside else None}
+    flag = {"detected_at": stamp, "message": " ".join(message.split())[:500], "old_head": old_head,
+            "log": aside.name if aside else None, "sha256": _sha256(log) if aside else None}
     write_json(state_dir / BROKEN_FILE, flag, stamp)
+    if aside is not None:
+        log.rename(aside)
     return flag
+
+
+def finish_set_aside(state_dir: Path, flag: dict | None) -> None:
+    """A break recorded but its log not yet renamed (a kill in set_aside): rename it now, if it is that log."""
+    log = state_dir / AUDIT_FILE
+    name = (flag or {}).get("log")
+    if isinstance(name, str) and "/" not in name and log.exists() and not (state_dir / name).exists() \
+            and flag.get("sha256") == _sha256(log):
+        log.rename(state_dir / name)
 
 
 def checkpoint(control_doc: dict | None) -> dict:
@@ -128,11 +139,16 @@ def open_log(state_dir: Path, stamp: str, clock, process: str, control_doc: dict
                                                                                                     bool]:
     """On start: verify, set a broken chain aside and begin a new one. Returns (the log to append to, the trust,
     whether its lines may be replayed)."""
-    trust = check(state_dir)
     flag = broken_flag(state_dir)
-    chain_ok = trust.ok or (flag is not None and _chain_ok(state_dir, flag))
+    finish_set_aside(state_dir, flag)
+    if flag is None:
+        trust = check(state_dir)
+        chain_ok, why = trust.ok, trust.message.removeprefix("audit log broken: ")
+    else:
+        chain_ok, why = _chain_ok(state_dir, flag)
+        why = f"the chain begun after the break is broken too: {why}"
     if not chain_ok:
-        flag = set_aside(state_dir, trust.message.removeprefix("audit log broken: "), stamp)
+        flag = set_aside(state_dir, why, stamp)
     audit = AuditLog(state_dir, clock, process)
     if audit.seq == 0 and flag is not None:
         start_chain(audit, flag, control_doc)
@@ -142,13 +158,13 @@ def open_log(state_dir: Path, stamp: str, clock, process: str, control_doc: dict
     return audit, trust, chain_ok
 
 
-def _chain_ok(state_dir: Path, flag: dict) -> bool:
+def _chain_ok(state_dir: Path, flag: dict) -> tuple[bool, str]:
     """With a break recorded: is the new chain itself intact (against heads written since)?"""
     log = state_dir / AUDIT_FILE
     head = anchor(state_dir, ignore=flag.get("old_head"))
     if not log.exists():
-        return head is None or head["seq"] == 0
-    return verify_audit(log, head)[0]
+        return head is None or head["seq"] == 0, "the new chain is missing"
+    return verify_audit(log, head)
 
 
 def accept_break(state_dir: Path, reason: str, stamp: str, clock) -> tuple[int, str]:
@@ -158,14 +174,14 @@ def accept_break(state_dir: Path, reason: str, stamp: str, clock) -> tuple[int, 
     if not reason:
         return 2, "--accept-audit-break needs a reason"
     flag = broken_flag(state_dir)
+    finish_set_aside(state_dir, flag)
     if flag is None:
         trust = check(state_dir)
         if trust.ok:
             return 0, f"audit log OK ({trust.message}): nothing to accept"
         flag = set_aside(state_dir, trust.message.removeprefix("audit log broken: "), stamp)
-    elif not _chain_ok(state_dir, flag):
-        flag = {**set_aside(state_dir, "the chain begun after the break is broken too", stamp),
-                "old_head": flag.get("old_head")}
+    elif not (new := _chain_ok(state_dir, flag))[0]:
+        flag = set_aside(state_dir, f"the chain begun after the break is broken too: {new[1]}", stamp)
     control_doc = read_json(state_dir / "control_plane.json")
     audit = AuditLog(state_dir, clock, "worker.py --accept-audit-break")
     if audit.seq == 0:

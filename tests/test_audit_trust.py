@@ -157,3 +157,51 @@ def test_a_deleted_log_with_a_recorded_head_is_a_break(held_run, tmp_path):
     loop = live(state)
     assert not loop.trust.ok and "missing" in loop.trust.message and loop.agent.paused
     assert loop.agent.executor.pending()                  # the state files' records survive
+
+
+def broken_copy(held_run, tmp_path):
+    state = tmp_path / "state"
+    shutil.copytree(held_run, state, ignore=shutil.ignore_patterns(".lock"))
+    cut_tail(state / "audit.jsonl", None)
+    return state
+
+
+def test_a_kill_between_recording_the_break_and_renaming_the_log_is_completed_on_start(held_run, tmp_path):
+    import audit_trust
+    state = broken_copy(held_run, tmp_path)
+    broken_bytes = (state / "audit.jsonl").read_bytes()
+    real_rename = type(state).rename
+    type(state).rename = lambda self, target: (_ for _ in ()).throw(KeyboardInterrupt("killed"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            audit_trust.set_aside(state, "test", "20260101T000000Z")
+    finally:
+        type(state).rename = real_rename
+    assert (state / "audit_broken.json").exists() and (state / "audit.jsonl").exists()
+    loop = live(state)
+    aside = list(state.glob("audit.jsonl.broken-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == broken_bytes and not loop.trust.ok
+    assert read_audit(state / "audit.jsonl")[0]["event"] == "audit_chain_start"
+
+
+def test_stale_heads_of_the_set_aside_chain_do_not_break_the_new_one(held_run, tmp_path):
+    state = broken_copy(held_run, tmp_path)
+    live(state)
+    old = read_json(state / "audit_broken.json")["old_head"]
+    (state / "audit_head.json").write_text(json.dumps(old))      # a kill before the new heads were written
+    cp = read_json(state / "control_plane.json")
+    (state / "control_plane.json").write_text(json.dumps({**cp, "audit_head": old}))
+    again = live(state)
+    assert len(list(state.glob("audit.jsonl.broken-*"))) == 1 and not again.trust.ok
+
+
+def test_an_edit_to_the_new_chain_while_the_break_waits_is_a_second_break(held_run, tmp_path):
+    state = broken_copy(held_run, tmp_path)
+    run_ticks(live(state), 2)
+    edit = (state / "audit.jsonl").read_text().replace('"event":"worker_start"', '"event":"worker_stop"', 1)
+    (state / "audit.jsonl").write_text(edit)
+    again = live(state)
+    assert len(list(state.glob("audit.jsonl.broken-*"))) == 2 and not again.trust.ok
+    assert "broken too" in read_json(state / "audit_broken.json")["message"]
+    assert worker.main(["--accept-audit-break", "both reviewed", "--state-dir", str(state)]) == 0
+    assert verify_code(state) == 0
