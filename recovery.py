@@ -75,6 +75,16 @@ def replay_audit(events: list[dict], skipped: list[str] | None = None) -> tuple[
     return control, last
 
 
+def last_pause(events: list[dict]) -> bool | None:
+    """True when the log's last pause or resume line is a pause, False for a resume, None for neither."""
+    for e in reversed(events):
+        if isinstance(e, dict) and e.get("event") in ("pause", "resume"):
+            return e["event"] == "pause"
+        if isinstance(e, dict) and e.get("event") == CHAIN_START:
+            return None
+    return None
+
+
 def _approval(e: dict) -> dict | None:
     a = rebuild_fields(e.get("record")).get("approval")
     return a if isinstance(a, dict) and a.get("by") else None
@@ -159,6 +169,9 @@ def reconcile(ex: Executor, events: list[dict], now: float = 0.0) -> list[str]:
     if control != ex.control:
         repairs.append("control plane rebuilt from the audit log")
         ex.control = control
+    if last_pause(events) is True and not ex.paused:            # a pause is never lost; a lost resume stays paused
+        repairs.append("automation paused again: the audit log's last pause came after the state was written")
+        ex.paused = True
     numbers = [int(a[1:]) for a in ex.actions if a[1:].isdigit()]
     ex.next_id = max([ex.next_id] + [n + 1 for n in numbers])
     for rec in unjudgeable:                      # fail safe: what cannot be judged goes back to the known state

@@ -1,10 +1,12 @@
 """Issue 11 part 1: a kill at any audit-line boundary, then a restart from the state folder as it was left.
 
 One scripted live run (LiveLoop in-process: an automatic retry policy, approvals held for a human, an
-operator's approval through a command file, rollbacks) copies its state folder just before each audit
-line is written: each copy is exactly what a kill -9 right after the previous line leaves. Every copy
-is restarted and run on; the worker must start and tick without errors, apply no action twice, lose
-or expire no approval, and run nothing that needs a human without an approval recorded before it.
+operator's approval, pause and resume through command files, rollbacks) copies its state folder right
+after each audit line is written and again just before the next one: each copy is exactly what a
+kill -9 at that moment leaves. Every copy is restarted and run on for a guard window and more; the
+worker must start and tick without errors, apply no action twice, lose or expire no approval, lose no
+pause, keep who approved what and when, and run nothing that needs a human without an approval
+recorded before it.
 """
 import json
 import shutil
@@ -17,12 +19,18 @@ import pytest
 
 import audit_trust
 from actions import Status
+from clock import utc_now
+from command_auth import load_or_create_key
 from live_run import live, run_ticks
-from recovery import replay_audit
-from state_writer import GENESIS, AuditLog, _line_hash, read_audit, read_json
+from recovery import last_pause, replay_audit
+from state_writer import GENESIS, AuditLog, _line_hash, read_audit, read_json, write_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = 160
+
+
+def command(state, kind):
+    write_command(state, {"command": kind, "by": "ops", "issued_at": utc_now()}, load_or_create_key(state))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,11 @@ def crash_points(tmp_path_factory):
     try:
         loop = live(state)
         run_ticks(loop, 100)
-        run_ticks(loop, TICKS - 100, approve_first_pending=True)
+        run_ticks(loop, 35, approve_first_pending=True)
+        command(state, "pause")
+        run_ticks(loop, 10)
+        command(state, "resume")
+        run_ticks(loop, TICKS - 145)
         copy(loop.audit.seq, "late")
     finally:
         audit_trust.AuditLog = real
@@ -62,6 +74,7 @@ def test_the_reference_run_has_every_kind_of_event(crash_points):
     assert ("action_pending_approval", "suppress", "agent") in kinds
     assert ("action_approved", "suppress", "operator") in kinds
     assert any(e["event"] == "action_rolled_back" for e in events)
+    assert {"pause", "resume"} <= {e["event"] for e in events}
     still_pending = set(e["action_id"] for e in events if e["event"] == "action_pending_approval") - set(
         e["action_id"] for e in events if e["event"] in ("action_approved", "action_rejected", "action_expired"))
     assert still_pending, "one approval is left pending across the run's end"
@@ -74,6 +87,8 @@ def check_restart(copy: Path, workdir: Path) -> dict:
     last = replay_audit(before)[1]
     pending_at_kill = {i for i, e in last.items() if e["status"] is Status.PENDING_APPROVAL}
     loop = live(workdir)
+    if last_pause(before):
+        assert loop.agent.paused, "an operator's pause was lost"
     run_ticks(loop, 8)
     assert loop.guard.total == 0, loop.guard.last                 # no tick failed after the restart
     events = read_audit(workdir / "audit.jsonl")
@@ -85,7 +100,8 @@ def check_restart(copy: Path, workdir: Path) -> dict:
             held.add(e["action_id"])
         elif e["event"] == "action_approved":
             approved.add(e["action_id"])
-        elif e["event"] == "action_executed" and (e["action_id"] in held or e.get("who") == "operator"):
+        elif e["event"] == "action_executed" and (e["action_id"] in held or e.get("who") == "operator"
+                                                  or (e.get("record") or {}).get("requires_human_approval")):
             assert e["action_id"] in approved, f"{e['action_id']} ran without a recorded approval"
     after = events[len(before):]
     ex = loop.agent.executor
