@@ -26,6 +26,8 @@ MAX_TEXT = 4_000                 # an explanation or reason
 _ID = re.compile(r"^A\d{1,9}$")
 _ACTION_TYPES = {t.value for t in ActionType if t is not ActionType.NO_OP}
 _FIELDS = set(ActionRecord.__dataclass_fields__)
+_OUTCOMES = {o.value for o in Outcome}
+_STATUSES = {s.value for s in Status}
 _REQUIRED = {"id", "tick", "action", "target", "params", "cause", "confidence", "risk", "requires_human_approval",
              "status", "explanation", "params_hash"}
 
@@ -84,9 +86,9 @@ def action_record_reason(d) -> str | None:
         (d["action"] in _ACTION_TYPES, "action"), (_names(d["target"]), "target"), (_flat(d["params"]), "params"),
         (d["cause"] is None or isinstance(d["cause"], str), "cause"), (is_num(d["confidence"]), "confidence"),
         (is_num(d["risk"]), "risk"), (isinstance(d["requires_human_approval"], bool), "requires_human_approval"),
-        (d["status"] in {s.value for s in Status}, "status"), (isinstance(d["params_hash"], str), "params_hash"),
+        (d["status"] in _STATUSES, "status"), (isinstance(d["params_hash"], str), "params_hash"),
         (isinstance(d["explanation"], str) and len(d["explanation"]) <= MAX_TEXT, "explanation"),
-        (d.get("outcome", "pending") in {o.value for o in Outcome}, "outcome"),
+        (d.get("outcome", "pending") in _OUTCOMES, "outcome"),
         (d.get("before") is None or _flat(d["before"]), "before"),
         (all(d.get(k) is None or is_num(d[k]) for k in ("baseline_rate", "baseline_p95", "proposed_at",
                                                          "traffic_share")), "numbers"),
@@ -166,8 +168,10 @@ def learning_reason(doc) -> str | None:
         return f"memory is not a list of at most {MAX_MEMORY:,} entries"
     for m in memory:
         if not (isinstance(m, dict) and isinstance(m.get("id"), str) and is_int(m.get("tick"))
-                and m.get("action") in _ACTION_TYPES and _names(m.get("target")) and isinstance(m.get("harm"), bool)):
-            return "a memory entry lacks id, tick, action, target or harm, or has the wrong type"
+                and m.get("action") in _ACTION_TYPES and _names(m.get("target")) and isinstance(m.get("harm"), bool)
+                and m.get("outcome") in _OUTCOMES and m.get("status") in _STATUSES and is_num(m.get("success_gain"))
+                and all(isinstance(m.get(k), bool) for k in ("cost_harm", "retry_harm"))):
+            return "a memory entry lacks id, tick, action, target, outcome, status, gain or harm, or has the wrong type"
     if doc.get("summary") is not None and not isinstance(doc["summary"], dict):
         return "summary is not an object"
     return None
@@ -221,7 +225,7 @@ def checkpoint_reason(cp) -> str | None:
     if why := control_plane_reason(cp.get("control_plane")):
         return why
     statuses, applied = cp.get("statuses"), cp.get("applied")
-    if not isinstance(statuses, dict) or not all(v in {s.value for s in Status} for v in statuses.values()):
+    if not isinstance(statuses, dict) or not all(v in _STATUSES for v in statuses.values()):
         return "statuses is not a map of action id to status"
     if not isinstance(applied, dict) or not all(isinstance(v, str) for v in applied.values()):
         return "applied is not a map of action id to parameters hash"

@@ -91,6 +91,7 @@ def check_restart(copy: Path, workdir: Path) -> dict:
         assert loop.agent.paused, "an operator's pause was lost"
     run_ticks(loop, 8)
     assert loop.guard.total == 0, loop.guard.last                 # no tick failed after the restart
+    assert not list(workdir.glob("*.invalid-*")), "the worker's own state failed its schemas"
     events = read_audit(workdir / "audit.jsonl")
     executed = [e["action_id"] for e in events if e["event"] == "action_executed"]
     assert len(executed) == len(set(executed)), "an action was applied twice"

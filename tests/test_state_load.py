@@ -78,6 +78,8 @@ HOSTILE = {
     "learning memory x": (patch("learning.json", lambda d: {**d, "memory": "x"}), "learning.json"),
     "learning entry wrong types": (patch("learning.json", lambda d: {**d, "memory": [{"id": 1, "tick": "x"}]}),
                                    "learning.json"),
+    "learning entry without outcome": (patch("learning.json", lambda d: {**d, "memory": [
+        {k: v for k, v in m.items() if k != "outcome"} for m in d["memory"]] or [{"id": "A0001"}]}), "learning.json"),
     "learning summary 5": (patch("learning.json", lambda d: {**d, "summary": 5}), "learning.json"),
     "learning nested 3000": (raw("learning.json", '{"memory": ' + DEEP + "}"), "learning.json"),
 }
@@ -219,3 +221,14 @@ def test_a_scenario_schedule_needs_no_replay(capsys):
 def test_every_audit_record_field_has_a_check():
     from actions import REBUILD_FIELDS
     assert set(state_load._REBUILD_CHECKS) == set(REBUILD_FIELDS)
+
+
+def test_the_state_the_worker_writes_passes_its_own_schemas(resumable, tmp_path, capsys):
+    for name, reason in worker.CHECKED.items():
+        assert reason(read_json(resumable / name)) is None, name
+    assert read_json(resumable / "learning.json")["memory"] and read_json(resumable / "control_plane.json")["actions"]
+    state = tmp_path / "state"
+    shutil.copytree(resumable, state, ignore=shutil.ignore_patterns(".lock"))
+    loop = live(state)
+    assert "failed its schema" not in capsys.readouterr().err and loop.trust.ok
+    assert not list(state.glob("*.invalid-*"))
