@@ -37,7 +37,8 @@ ACCEPT_HINT = 'python worker.py --accept-audit-break "<reason>"'
 @dataclass(frozen=True)
 class AuditTrust:
     ok: bool
-    message: str                       # one line, for status.json, the dashboard's banner and --verify-audit
+    message: str                       # one line (the detail, no "broken" prefix): status.json, the dashboard's
+                                       # banner ("Audit log broken: <message>") and --verify-audit
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "message": self.message}
@@ -80,9 +81,9 @@ def check(state_dir: Path) -> AuditTrust:
     else:
         ok, message = verify_audit(log, head)
     if flag is not None:
-        return AuditTrust(False, f"audit log broken: {str(flag.get('message'))[:300]}; kept aside as "
-                                 f"{flag.get('log')}; automation paused until an operator runs {ACCEPT_HINT}")
-    return AuditTrust(ok, message if ok else f"audit log broken: {message}")
+        return AuditTrust(False, f"{str(flag.get('message'))[:150]}; kept aside as {flag.get('log')}; "
+                                 f"an operator must run {ACCEPT_HINT}")
+    return AuditTrust(ok, message)
 
 
 def set_aside(state_dir: Path, message: str, stamp: str) -> dict:
@@ -143,7 +144,7 @@ def open_log(state_dir: Path, stamp: str, clock, process: str, control_doc: dict
     finish_set_aside(state_dir, flag)
     if flag is None:
         trust = check(state_dir)
-        chain_ok, why = trust.ok, trust.message.removeprefix("audit log broken: ")
+        chain_ok, why = trust.ok, trust.message
     else:
         chain_ok, why = _chain_ok(state_dir, flag)
         why = f"the chain begun after the break is broken too: {why}"
@@ -179,7 +180,7 @@ def accept_break(state_dir: Path, reason: str, stamp: str, clock) -> tuple[int, 
         trust = check(state_dir)
         if trust.ok:
             return 0, f"audit log OK ({trust.message}): nothing to accept"
-        flag = set_aside(state_dir, trust.message.removeprefix("audit log broken: "), stamp)
+        flag = set_aside(state_dir, trust.message, stamp)
     elif not (new := _chain_ok(state_dir, flag))[0]:
         flag = set_aside(state_dir, f"the chain begun after the break is broken too: {new[1]}", stamp)
     control_doc = read_json(state_dir / "control_plane.json")

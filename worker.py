@@ -48,7 +48,7 @@ KILL_FILE = "KILL"            # touch state/KILL to stop every execution, automa
 ERROR_LOG = "errors.log"      # a failed tick's traceback, appended
 SUMMARY_EVERY_S = 300.0       # the learner's LLM summary is refreshed at most this often
 PAUSE_AFTER_FAILURES = 3      # failing ticks in a row after which automation pauses until an operator resumes it
-AUDIT_PAUSE = "audit log broken"     # how a broken log's pause reason begins (audit_trust's message)
+AUDIT_PAUSE = "automation paused, the audit log is broken"
 SCHEDULE_REPLAY_TICKS = 2_000_000   # a restart replays the random fault schedule exactly up to here (well under 1 s)
 
 class Stopper:
@@ -124,7 +124,7 @@ def replay_schedule(schedule, tick: int) -> bool:
 
 def verify(state_dir: Path) -> int:
     trust = check(state_dir)
-    print(f"audit log OK: {trust.message}" if trust.ok else trust.message.replace("audit log broken", "audit log BROKEN", 1))
+    print(f"audit log {'OK' if trust.ok else 'BROKEN'}: {trust.message}")
     return 0 if trust.ok else 1
 
 
@@ -271,7 +271,7 @@ class LiveLoop:
     def hold_while_untrusted(self) -> None:
         """A broken audit log pauses automation until an operator accepts the break (a resume does not lift it)."""
         if not self.trust.ok:
-            self.paused_reason = self.trust.message
+            self.paused_reason = f"{AUDIT_PAUSE}: {self.trust.message}"
             if not self.agent.paused:
                 self.agent.set_paused(True, "worker", self.paused_reason)
 
