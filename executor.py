@@ -6,7 +6,8 @@ that needs a human is applied only with an approval recorded against the hash of
 exact parameters, and any action id is applied at most once (an effect ledger). After
 applying, it judges the action every guard window (judge.py) and rolls back what hurt
 or did not help, and restores a reroute once the old path is measured healthy on its
-holdout. `audit(event)` is called before every change.
+holdout. `audit(event)` is called before every change; a proposal's and an execution's line carry the
+record's cause, explanation, proposal time, approval and baseline, so recovery.py can rebuild it whole.
 
 Never decides what to do and never calls the LLM.
 """
@@ -205,7 +206,8 @@ class Executor:
         """End an applied action that cannot be judged (fail safe after a restart); audited like any rollback."""
         with self._lock:
             if rec.status is Status.EXECUTED:
-                rec.outcome = Outcome.INCONCLUSIVE
+                if rec.outcome is Outcome.PENDING:
+                    rec.outcome = Outcome.INCONCLUSIVE
                 self._end(rec, Status.ROLLED_BACK, tick, reason)
 
     def _source(self, rec: ActionRecord) -> dict[str, int]:

@@ -172,8 +172,8 @@ def test_old_audit_lines_fail_safe_an_applied_action_is_rolled_back_a_pending_on
 
 
 @pytest.mark.slow
-def test_kill_9_right_after_an_automatic_execution_subprocess(crash_points, tmp_path):
-    """The same as a process: a copy killed right after the retry policy's execution, restarted by worker.py."""
+def test_worker_py_restarts_from_what_a_kill_after_an_automatic_execution_leaves(crash_points, tmp_path):
+    """As a process: worker.py started on the copy a kill right after the retry policy's execution left."""
     copies, events = crash_points
     auto = next(e for e in events if e["event"] == "action_executed" and e["action_type"] == "retry_policy")
     shutil.copytree(copies[auto["seq"], "early"], tmp_path / "s")
