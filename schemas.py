@@ -101,6 +101,19 @@ class IncidentsDoc(Stamped):
     open: int
 
 
+class AuditHeadDoc(Stamped):          # audit_head.json (worker.py): the log's head, kept outside the log
+    seq: int
+    hash: str
+
+
+class AuditBrokenDoc(Stamped):        # audit_broken.json (audit_trust.py): present while a break waits for an operator
+    detected_at: str
+    message: str                     # one line: where the chain broke
+    old_head: dict | None            # the head the state files recorded for the chain set aside
+    log: str | None                  # audit.jsonl.broken-<time>: the broken log, untouched
+    sha256: str | None
+
+
 class Report(TypedDict):
     schema_version: int
     scenario: str
@@ -119,6 +132,8 @@ class Report(TypedDict):
     policy_actions: NotRequired[dict]
     learning_summary: NotRequired[dict]
 
+
+AUDIT_SCHEMAS: dict[str, type] = {"audit_head.json": AuditHeadDoc, "audit_broken.json": AuditBrokenDoc}
 
 STATE_SCHEMAS: dict[str, type] = {
     "metrics.json": MetricsDoc, "hypotheses.json": HypothesesDoc, "actions.json": ActionsDoc,

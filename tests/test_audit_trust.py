@@ -15,6 +15,7 @@ from actions import Status
 from command_auth import load_or_create_key
 from live_run import live, run_ticks
 from recovery import replay_audit
+from schemas import AUDIT_SCHEMAS
 from state_writer import GENESIS, _line_hash, read_audit, read_json, write_command
 
 
@@ -88,6 +89,8 @@ def test_a_broken_log_is_kept_aside_never_replayed_and_pauses_automation_until_a
     aside = list(state.glob("audit.jsonl.broken-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == broken_bytes          # kept aside, untouched
     assert read_json(state / "audit_broken.json")["log"] == aside[0].name
+    for name, schema in AUDIT_SCHEMAS.items():
+        assert set(read_json(state / name)) == schema.__required_keys__, name
     new = read_audit(log)
     assert new[0]["event"] == "audit_chain_start" and new[0]["prev"] == GENESIS
     rec = loop.agent.executor.actions[held["action_id"]]
