@@ -30,6 +30,12 @@ class Status(str, Enum):
 
 LIVE = (Status.EXECUTED, Status.PENDING_APPROVAL)
 
+# what an audit line of a proposal or an execution carries, so that a record rebuilt from the log after a crash is
+# complete: its cause and explanation, when it was proposed (approval expiry), who approved it, the judge's baseline
+REBUILD_FIELDS = ("tick", "cause", "confidence", "requires_human_approval", "explanation", "guardrails", "expected",
+                  "proposed_at", "traffic_share", "max_windows", "baseline_rate", "baseline_p95", "before", "replaces",
+                  "approval", "executed_tick")
+
 
 class Outcome(str, Enum):
     PENDING = "pending"            # not judged yet
@@ -98,6 +104,15 @@ class ActionRecord:
     @property
     def retries_only(self) -> bool:
         return self.params.get("attempts") == "retries"
+
+    @property
+    def judgeable(self) -> bool:
+        """The judge has what it compares against: a retry policy's or suppression's slice before the action."""
+        return self.is_reroute or isinstance(self.before, dict)
+
+    def rebuild_fields(self) -> dict:
+        """The part of the record an audit line carries (REBUILD_FIELDS), JSON-ready."""
+        return {k: getattr(self, k) for k in REBUILD_FIELDS}
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "status": self.status.value, "outcome": self.outcome.value}

@@ -233,14 +233,16 @@ class Agent:
         self.executor.prune()
 
     # -- persistence -------------------------------------------------------------------
-    def restore(self, control_doc: dict | None, learning_doc: dict | None, audit_events: list[dict]) -> list[str]:
+    def restore(self, control_doc: dict | None, learning_doc: dict | None,
+                audit_events: list[dict] | None) -> list[str]:
         """Resume after a restart: executor records, guard windows, ledger and learner memory, then
-        reconcile with the audit log (written before every change, so it wins). Returns the repairs made."""
+        reconcile with the audit log (written before every change, so it wins). Returns the repairs made.
+        audit_events None: the log is not trusted (a broken chain), so nothing in it is replayed."""
         if control_doc:
             self.executor.load(control_doc)
         if learning_doc:
             self.learner.load(learning_doc)
-        return reconcile(self.executor, audit_events)
+        return [] if audit_events is None else reconcile(self.executor, audit_events, self.clock())
 
     # -- bounded histories ------------------------------------------------------------
     def _remember(self, r: StepResult) -> None:

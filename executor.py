@@ -6,7 +6,8 @@ that needs a human is applied only with an approval recorded against the hash of
 exact parameters, and any action id is applied at most once (an effect ledger). After
 applying, it judges the action every guard window (judge.py) and rolls back what hurt
 or did not help, and restores a reroute once the old path is measured healthy on its
-holdout. `audit(event)` is called before every change.
+holdout. `audit(event)` is called before every change; a proposal's and an execution's line carry the
+record's cause, explanation, proposal time, approval and baseline, so recovery.py can rebuild it whole.
 
 Never decides what to do and never calls the LLM.
 """
@@ -125,7 +126,7 @@ class Executor:
             rec.max_windows = self._windows_needed(rec, snap)
             self._capture_before(rec, snap)
             if why:
-                self._event("action_pending_approval", rec, reason="; ".join(why))
+                self._event("action_pending_approval", rec, reason="; ".join(why), record=rec.rebuild_fields())
             else:
                 self._apply(rec, tick)
             return rec
@@ -187,7 +188,7 @@ class Executor:
             if self.applied[rec.id] != rec.params_hash:
                 raise ApprovalError(f"{rec.id} was applied with other parameters: an id is never reused")
             raise ApprovalError(f"{rec.id} was already applied once")
-        self._event("action_executed", rec, who=who)
+        self._event("action_executed", rec, who=who, record={**rec.rebuild_fields(), "executed_tick": tick})
         self.control = apply_action(self.control, rec.action, rec.target, rec.params, rec.id)
         self.applied[rec.id] = rec.params_hash
         rec.status, rec.executed_tick, rec.guard, rec.ticks_active = Status.EXECUTED, tick, [], 0
@@ -200,6 +201,14 @@ class Executor:
         rec.status, rec.ended_tick, rec.end_reason, rec.guard = status, tick, reason, []
         if status is Status.RESTORED:
             self.restored_at[rec.target_key] = tick
+
+    def roll_back(self, rec: ActionRecord, tick: int, reason: str) -> None:
+        """End an applied action that cannot be judged (fail safe after a restart); audited like any rollback."""
+        with self._lock:
+            if rec.status is Status.EXECUTED:
+                if rec.outcome is Outcome.PENDING:
+                    rec.outcome = Outcome.INCONCLUSIVE
+                self._end(rec, Status.ROLLED_BACK, tick, reason)
 
     def _source(self, rec: ActionRecord) -> dict[str, int]:
         """The slice an action touches, as codes: a reroute's old path, else its target."""
@@ -274,6 +283,10 @@ class Executor:
         return changed
 
     def _review_one(self, rec: ActionRecord, tick: int, last: Stats, urgent: bool) -> None:
+        if not rec.judgeable:
+            self.roll_back(rec, tick, "no baseline to judge it against (record rebuilt without one): rolled back "
+                                      "to the known state")
+            return
         g = self.judge.guard_ticks
         rec.guard = (rec.guard + [self._guard_entry(rec, last)])[-g * rec.max_windows:]
         rec.ticks_active += 1

@@ -71,6 +71,7 @@ class StatusDoc(Stamped):
     paused_reason: NotRequired[str | None]
     kill_switch: NotRequired[bool]
     tick_errors: NotRequired[dict]   # total, consecutive, last, log
+    audit: NotRequired[dict]         # worker: {"ok": bool, "message": one line}; ok false while a broken log waits
     tps: NotRequired[float]
     seed: NotRequired[int]
     pid: NotRequired[int]
@@ -100,6 +101,19 @@ class IncidentsDoc(Stamped):
     open: int
 
 
+class AuditHeadDoc(Stamped):          # audit_head.json (worker.py): the log's head, kept outside the log
+    seq: int
+    hash: str
+
+
+class AuditBrokenDoc(Stamped):        # audit_broken.json (audit_trust.py): present while a break waits for an operator
+    detected_at: str
+    message: str                     # one line: where the chain broke
+    old_head: dict | None            # the head the state files recorded for the chain set aside
+    log: str | None                  # audit.jsonl.broken-<time>: the broken log, untouched
+    sha256: str | None
+
+
 class Report(TypedDict):
     schema_version: int
     scenario: str
@@ -118,6 +132,8 @@ class Report(TypedDict):
     policy_actions: NotRequired[dict]
     learning_summary: NotRequired[dict]
 
+
+AUDIT_SCHEMAS: dict[str, type] = {"audit_head.json": AuditHeadDoc, "audit_broken.json": AuditBrokenDoc}
 
 STATE_SCHEMAS: dict[str, type] = {
     "metrics.json": MetricsDoc, "hypotheses.json": HypothesesDoc, "actions.json": ActionsDoc,

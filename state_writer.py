@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 import command_auth
-from safe_json import JsonRefused, load_json
+from safe_json import JsonRefused, load_json, loads
 
 SCHEMA_VERSION = 1
 STATE_FILES = ("metrics.json", "hypotheses.json", "actions.json", "learning.json", "control_plane.json", "status.json")
@@ -207,11 +207,11 @@ def _last_line(path: Path) -> dict | None:
         return None
     for raw in reversed(tail):
         try:
-            doc = json.loads(raw)
-            if isinstance(doc, dict) and "hash" in doc and "seq" in doc:
-                return doc
-        except ValueError:
+            doc = loads(raw)
+        except JsonRefused:
             continue
+        if isinstance(doc, dict) and isinstance(doc.get("hash"), str) and isinstance(doc.get("seq"), int):
+            return doc
     return None
 
 
@@ -219,12 +219,14 @@ def read_audit(path: str | Path) -> list[dict]:
     """Every parseable line, in order (for replay); verify_audit() says whether to trust them."""
     out = []
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             for raw in f:
                 try:
-                    out.append(json.loads(raw))
-                except ValueError:
+                    doc = loads(raw)
+                except JsonRefused:
                     continue
+                if isinstance(doc, dict):
+                    out.append(doc)
     except OSError:
         pass
     return out
@@ -232,16 +234,16 @@ def read_audit(path: str | Path) -> list[dict]:
 
 def verify_audit(path: str | Path, anchor: dict | None = None) -> tuple[bool, str]:
     """Walk the chain; (True, summary) or (False, where it breaks). `anchor` is a head recorded elsewhere."""
-    prev, seq = GENESIS, 0
+    prev, seq, at_anchor = GENESIS, 0, None
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(errors="replace").splitlines()
     except OSError as e:
         return False, f"cannot read {path}: {e.strerror}"
     for n, raw in enumerate(lines, 1):
         try:
-            doc = json.loads(raw)
+            doc = loads(raw)
             body = {k: v for k, v in doc.items() if k != "hash"}
-        except (ValueError, AttributeError):
+        except (JsonRefused, AttributeError):
             return False, f"line {n}: not a JSON object"
         if doc.get("prev") != prev:
             return False, f"line {n} (seq {doc.get('seq')}): previous-hash mismatch: a line before it was changed or removed"
@@ -250,6 +252,10 @@ def verify_audit(path: str | Path, anchor: dict | None = None) -> tuple[bool, st
         if _line_hash(prev, body) != doc.get("hash"):
             return False, f"line {n} (seq {doc.get('seq')}): content does not match its hash: the line was edited"
         prev, seq = doc["hash"], doc["seq"]
+        if anchor and anchor.get("seq") == seq:
+            at_anchor = prev
+    if anchor and at_anchor is not None and at_anchor != anchor.get("hash"):
+        return False, f"line seq {anchor.get('seq')} is not the line state recorded: the log was rewritten"
     if anchor and (anchor.get("seq", 0) > seq or (anchor.get("seq") == seq and anchor.get("hash") != prev)):
         return False, f"the log ends at seq {seq} but state recorded seq {anchor.get('seq')}: lines were removed from the end"
     return True, f"{seq} lines, chain intact"

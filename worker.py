@@ -14,6 +14,12 @@ from its state files reconciled with that log. state/KILL stops all execution.
     python worker.py [--tps N] [--tick-seconds S] [--seed N] [--state-dir DIR] [--max-ticks N]
                      [--scenario FILE] [--no-llm]
     python worker.py --verify-audit [--state-dir DIR]
+    python worker.py --accept-audit-break "REASON" [--state-dir DIR]
+
+On start the audit chain is verified before it is replayed (audit_trust.py): a broken chain is set
+aside untouched, a new chain begins, automation pauses and status.json says "audit": {"ok": false}
+until an operator accepts the break. State files are checked against their schemas and bounds
+(state_load.py); one that fails is moved aside (name.invalid-<time>) and that part starts fresh.
 """
 from __future__ import annotations
 
@@ -29,27 +35,21 @@ from pathlib import Path
 
 import llm_reasoner
 from agent import Agent, AgentSettings
+from audit_trust import HEAD_FILE, accept_break, check, open_log
 from clock import utc_now
 from commands import CommandLog, process_commands
 from merchant_profiles import DEFAULT_UNIVERSE
 from scenario import RandomFaultSchedule, ScenarioError, ScenarioSchedule, load_scenario
 from simulator import Simulator
-from state_writer import (
-    AUDIT_FILE,
-    STATE_FILES,
-    AuditLog,
-    StateLocked,
-    StateWriter,
-    acquire_lock,
-    read_audit,
-    read_json,
-    verify_audit,
-)
+from state_load import control_doc_reason, is_int, learning_reason, status_reason
+from state_writer import AUDIT_FILE, STATE_FILES, StateLocked, StateWriter, acquire_lock, read_audit, read_json
 
 KILL_FILE = "KILL"            # touch state/KILL to stop every execution, automatic or approved
 ERROR_LOG = "errors.log"      # a failed tick's traceback, appended
 SUMMARY_EVERY_S = 300.0       # the learner's LLM summary is refreshed at most this often
 PAUSE_AFTER_FAILURES = 3      # failing ticks in a row after which automation pauses until an operator resumes it
+AUDIT_PAUSE = "automation paused, the audit log is broken"
+SCHEDULE_REPLAY_TICKS = 2_000_000   # a restart replays the random fault schedule exactly up to here (well under 1 s)
 
 class Stopper:
     """Turns SIGINT/SIGTERM into a flag the loop checks between ticks."""
@@ -77,11 +77,69 @@ def quarantine_corrupt(state_dir: Path, stamp: str) -> list[str]:
     return notes
 
 
+CHECKED = {"status.json": status_reason, "control_plane.json": control_doc_reason, "learning.json": learning_reason}
+
+
+def load_checked(state_dir: Path, stamp: str) -> tuple[dict[str, dict | None], list[str]]:
+    """The documents a restart resumes from, each through its schema and bounds; one that fails is moved aside
+    (name.invalid-<stamp>) and reads as None, so that part starts fresh."""
+    docs, notes = {}, []
+    for name, reason in CHECKED.items():
+        doc = read_json(state_dir / name)
+        why = None if doc is None else reason(doc)
+        if why is not None:
+            aside = state_dir / f"{name}.invalid-{stamp}"
+            (state_dir / name).rename(aside)
+            notes.append(f"{name} failed its schema ({why}): moved to {aside.name}, starting that part fresh")
+            doc = None
+        docs[name] = doc
+    return docs, notes
+
+
+def resume_tick(status: dict | None, control: dict | None) -> int:
+    """The tick after the last one written (status.json, else control_plane.json), else 0; bounded by MAX_TICK."""
+    for doc in (status, control):
+        if doc is not None and is_int(doc.get("tick")):
+            return doc["tick"] + 1
+    return 0
+
+
+def replay_schedule(schedule, tick: int) -> bool:
+    """Bring the fault schedule to `tick` as if it had run every tick before: it changes only where a fault
+    starts or ends, so step from one such tick to the next (O(faults), not O(ticks): 10^6 ticks in ~0.2 s).
+    Beyond SCHEDULE_REPLAY_TICKS it is not replayed (False): the random stream goes on from the restart.
+    A schedule without next_fault_not_before (a scenario file's) holds no state between ticks."""
+    if tick > SCHEDULE_REPLAY_TICKS:
+        return False
+    t = 0
+    while t < tick:
+        schedule.faults_at(t)
+        d = schedule.describe()
+        if "next_fault_not_before" not in d:
+            return True
+        active = d.get("active_fault")
+        t = max(t + 1, min(tick, active["end_tick"] if active else d["next_fault_not_before"]))
+    return True
+
+
 def verify(state_dir: Path) -> int:
-    anchor = (read_json(state_dir / "control_plane.json") or {}).get("audit_head")
-    ok, message = verify_audit(state_dir / AUDIT_FILE, anchor)
-    print(f"audit log {'OK' if ok else 'BROKEN'}: {message}")
-    return 0 if ok else 1
+    trust = check(state_dir)
+    print(f"audit log {'OK' if trust.ok else 'BROKEN'}: {trust.message}")
+    return 0 if trust.ok else 1
+
+
+def accept(state_dir: Path, reason: str) -> int:
+    try:
+        lock = acquire_lock(state_dir, "worker.py --accept-audit-break")
+    except StateLocked as e:
+        print(f"worker.py: {e}", file=sys.stderr)
+        return 2
+    try:
+        code, message = accept_break(state_dir, reason, utc_now().replace(":", "").replace("-", ""), utc_now)
+    finally:
+        lock.close()
+    print(f"worker.py: {message}", file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def stopper_sleep(stopper: "Stopper", seconds: float) -> None:
@@ -127,11 +185,17 @@ def main(argv=None) -> int:
     ap.add_argument("--scenario", default=None,
                     help="replay this scenario file's fault schedule instead of the random one (its seed unless --seed)")
     ap.add_argument("--no-llm", action="store_true", help="heuristics only, even with GEMINI_API_KEY set")
-    ap.add_argument("--verify-audit", action="store_true", help="check the audit log's hash chain and exit")
+    ap.add_argument("--verify-audit", action="store_true",
+                    help="check the audit log's hash chain and exit (1 while a break waits for an operator)")
+    ap.add_argument("--accept-audit-break", metavar="REASON", default=None,
+                    help="an operator accepts a broken audit log: the broken file stays aside, the new chain records "
+                         "the acceptance, automation may be resumed (the worker must be stopped)")
     args = ap.parse_args(argv)
     state_dir = Path(args.state_dir)
     if args.verify_audit:
         return verify(state_dir)
+    if args.accept_audit_break is not None:
+        return accept(state_dir, args.accept_audit_break)
     if args.tps <= 0 or args.tick_seconds <= 0:
         print("worker.py: --tps and --tick-seconds must be positive", file=sys.stderr)
         return 2
@@ -165,8 +229,11 @@ class LiveLoop:
     def __init__(self, args, state_dir: Path, schedule, start_hour: float):
         self.args, self.state_dir, self.schedule = args, state_dir, schedule
         self.started = utc_now()
-        notes = quarantine_corrupt(state_dir, self.started.replace(":", "").replace("-", ""))
-        self.audit = AuditLog(state_dir, utc_now, "worker.py")
+        stamp = self.started.replace(":", "").replace("-", "")
+        notes = quarantine_corrupt(state_dir, stamp)
+        docs, more = load_checked(state_dir, stamp)
+        notes += more
+        self.audit, self.trust, replay = open_log(state_dir, stamp, utc_now, "worker.py", docs["control_plane.json"])
         self.kill_file = state_dir / KILL_FILE
         # Gemini in the background: a tick never waits for it; budgets and the breaker run in wall time
         self.llm = llm_reasoner.from_env(os.environ, disabled=args.no_llm, clock=lambda _tick: time.monotonic(),
@@ -174,30 +241,44 @@ class LiveLoop:
         self.agent = Agent(DEFAULT_UNIVERSE, AgentSettings(), llm=self.llm, summarizer=self.llm, clock=time.time,
                            audit=self.audit.append, kill_switch=self.kill_file.exists, note_writer=self.llm,
                            stamp=utc_now)
-        previous = read_json(state_dir / "status.json") or {}
-        notes += self.agent.restore(read_json(state_dir / "control_plane.json"), read_json(state_dir / "learning.json"),
-                                    read_audit(state_dir / AUDIT_FILE))
+        previous = docs["status.json"] or {}
+        notes += self.agent.restore(docs["control_plane.json"], docs["learning.json"],
+                                    read_audit(state_dir / AUDIT_FILE) if replay else None)
         if previous.get("paused") and not self.agent.paused:
             self.agent.executor.paused = True           # the operator's pause survives a restart
-        self.tick = int(previous["tick"]) + 1 if isinstance(previous.get("tick"), int) else 0
+        self.tick = resume_tick(docs["status.json"], docs["control_plane.json"])
         self.paused_reason = previous.get("paused_reason") if self.agent.paused else None
+        if self.trust.ok and str(self.paused_reason).startswith(AUDIT_PAUSE):
+            self.paused_reason = "paused since the audit log broke; the break was accepted: resume when ready"
+        if not self.trust.ok:
+            notes.append(self.trust.message)
         for note in notes:
             print(f"worker: warning: {note}", file=sys.stderr)
             self.audit.append({"event": "state_repaired", "reason": note})
+        self.hold_while_untrusted()
         self.audit.append({"event": "worker_start", "reason": f"starting at tick {self.tick}, seed {args.seed}"})
         self.sim = Simulator(DEFAULT_UNIVERSE, args.seed, args.tps * args.tick_seconds, args.tick_seconds, start_hour,
                              tick=self.tick)
-        for t in range(self.tick):                 # the same schedule as before the restart
-            schedule.faults_at(t)
+        if not replay_schedule(schedule, self.tick):     # the same schedule as before the restart
+            print(f"worker: warning: tick {self.tick} is past {SCHEDULE_REPLAY_TICKS:,}: the random fault schedule "
+                  "starts afresh instead of being replayed", file=sys.stderr)
         self.writer = StateWriter(state_dir, utc_now)
         self.commands = CommandLog.open(state_dir, self.writer.read("commands.json"))   # the secret, seen ids
         self.guard = TickGuard(state_dir / ERROR_LOG)
         self.status = {"mode": "live", "started_at": self.started, "tick_seconds": args.tick_seconds, "tps": args.tps,
                        "seed": args.seed, "pid": os.getpid()}
 
+    def hold_while_untrusted(self) -> None:
+        """A broken audit log pauses automation until an operator accepts the break (a resume does not lift it)."""
+        if not self.trust.ok:
+            self.paused_reason = f"{AUDIT_PAUSE}: {self.trust.message}"
+            if not self.agent.paused:
+                self.agent.set_paused(True, "worker", self.paused_reason)
+
     def step(self, summarize: bool) -> None:
         """One tick: operator commands, traffic with the scheduled faults, the agent's step, bounded memory."""
         process_commands(self.state_dir, self.agent, self.tick, datetime.now(timezone.utc), self.commands)
+        self.hold_while_untrusted()
         self.agent.step(self.sim.step(self.agent.control, self.schedule.faults_at(self.tick)))
         self.agent.prune()
         if summarize:
@@ -221,8 +302,10 @@ class LiveLoop:
         if not self.agent.paused:
             self.paused_reason = None
         status = {**self.status, "state": state, "paused": self.agent.paused, "paused_reason": self.paused_reason,
-                  "kill_switch": self.kill_file.exists(), "tick_errors": self.guard.to_dict()}
+                  "kill_switch": self.kill_file.exists(), "tick_errors": self.guard.to_dict(),
+                  "audit": self.trust.to_dict()}
         self.writer.write_all(self.agent.state_documents(status), self.audit.head)
+        self.writer.write(HEAD_FILE, self.audit.head)
         self.writer.write("simulator.json", {"tick": self.agent.last.tick, **self.schedule.describe()})
         self.writer.write("commands.json", self.commands.to_dict(self.agent.last.tick))
 

@@ -44,7 +44,8 @@ ALLOWED = {
     "judge": {"actions", "reasoner", "slice_stats"},
     "executor": {"actions", "control_plane", "decision", "guardrails", "judge", "merchant_profiles", "observer",
                  "slice_stats"},
-    "recovery": {"actions", "control_plane", "executor"},
+    "recovery": {"actions", "control_plane", "executor", "state_load"},
+    "state_load": {"actions", "control_plane"},
     "learner": {"actions", "learning_policy"},
     "explainability": {"decision", "formatting", "reasoner"},
     "agent": {"actions", "control_plane", "decision", "executor", "explainability", "guardrails", "incident_notes",
@@ -61,8 +62,9 @@ ALLOWED = {
     "run": {"actions", "agent", "bench.baselines", "clock", "data_universe", "event_export", "incident_notes", "llm_bounds",
             "llm_reasoner", "log_formats", "log_reader", "merchant_profiles", "observer", "report", "scenario", "shadow",
             "shadow_report", "state_writer"},
-    "worker": {"agent", "clock", "commands", "llm_reasoner", "merchant_profiles", "scenario", "simulator",
-               "state_writer"},
+    "worker": {"agent", "audit_trust", "clock", "commands", "llm_reasoner", "merchant_profiles", "scenario",
+               "simulator", "state_load", "state_writer"},
+    "audit_trust": {"safe_json", "state_load", "state_writer"},
     "dashboard_text": {"formatting"},
     "dashboard_charts": {"dashboard_text"},
     "dashboard_access": set(),
@@ -98,7 +100,7 @@ ALLOWED = {
 PURE = ["control_plane", "decision", "candidates", "reroute_candidates", "reasoner", "llm_contract", "guardrails",
         "judge", "learning_policy", "observer", "explainability", "formatting", "actions", "schemas", "dashboard_text",
         "dashboard_charts", "log_formats", "decline_codes", "sequential", "localise", "incidents", "data_universe",
-        "shadow_report", "incident_notes", "dashboard_access"]
+        "shadow_report", "incident_notes", "dashboard_access", "state_load"]
 
 
 def module_files() -> dict[str, Path]:
