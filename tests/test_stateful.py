@@ -117,7 +117,7 @@ class AgentMachine(RuleBasedStateMachine):
     def applied_actions_are_active_or_ended(self):
         for action_id in self.agent.executor.applied:
             rec = self.agent.executor.actions[action_id]
-            assert rec.status in (Status.EXECUTED, Status.ROLLED_BACK, Status.RESTORED)
+            assert rec.status in (Status.EXECUTED, Status.ROLLED_BACK, Status.RESTORED, Status.REPLACED)
 
     @invariant()
     def one_active_action_per_target(self):
