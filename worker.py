@@ -24,6 +24,7 @@ until an operator accepts the break. State files are checked against their schem
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -39,7 +40,16 @@ from audit_trust import HEAD_FILE, accept_break, check, open_log
 from clock import utc_now
 from commands import CommandLog, process_commands
 from merchant_profiles import DEFAULT_UNIVERSE
-from scenario import RandomFaultSchedule, ScenarioError, ScenarioSchedule, load_scenario
+from scenario import (
+    MAX_PAYMENTS_PER_TICK,
+    MAX_SEED,
+    MAX_TICK_SECONDS,
+    MIN_TICK_SECONDS,
+    RandomFaultSchedule,
+    ScenarioError,
+    ScenarioSchedule,
+    load_scenario,
+)
 from simulator import Simulator
 from state_load import control_doc_reason, is_int, learning_reason, status_reason
 from state_writer import AUDIT_FILE, STATE_FILES, StateLocked, StateWriter, acquire_lock, read_audit, read_json
@@ -175,6 +185,19 @@ class TickGuard:
         return {"total": self.total, "consecutive": self.consecutive, "last": self.last, "log": self.log_path.name}
 
 
+def live_args_problem(args) -> str | None:
+    """One line naming what is wrong with the live loop's numbers, or None (the same bounds as a scenario file)."""
+    if not (math.isfinite(args.tps) and math.isfinite(args.tick_seconds) and args.tps > 0 and args.tick_seconds > 0):
+        return "--tps and --tick-seconds must be positive finite numbers"
+    if not MIN_TICK_SECONDS <= args.tick_seconds <= MAX_TICK_SECONDS:
+        return f"--tick-seconds must be between {MIN_TICK_SECONDS:g} and {MAX_TICK_SECONDS:,.0f}"
+    if args.tps * args.tick_seconds > MAX_PAYMENTS_PER_TICK:
+        return f"--tps x --tick-seconds is over {MAX_PAYMENTS_PER_TICK:,} payments per tick"
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        return f"--seed must be between 0 and {MAX_SEED:,}"
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run the payment-ops agent live, forever, writing state/ each tick.")
     ap.add_argument("--tps", type=float, default=2000.0, help="payments per second of simulated traffic")
@@ -196,8 +219,9 @@ def main(argv=None) -> int:
         return verify(state_dir)
     if args.accept_audit_break is not None:
         return accept(state_dir, args.accept_audit_break)
-    if args.tps <= 0 or args.tick_seconds <= 0:
-        print("worker.py: --tps and --tick-seconds must be positive", file=sys.stderr)
+    problem = live_args_problem(args)
+    if problem:
+        print(f"worker.py: {problem}", file=sys.stderr)
         return 2
     universe = DEFAULT_UNIVERSE
     start_hour = datetime.now(timezone.utc).hour

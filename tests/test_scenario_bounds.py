@@ -209,3 +209,20 @@ def test_run_py_refuses_a_negative_seed_flag_in_one_line(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr and not (tmp_path / "s").exists()
     assert p.stderr.strip().splitlines() == [
         "run.py: --seed must be at least 0 and at most 9,223,372,036,854,775,807, got -1"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2 ** 64)], "--seed"),
+    (["--tps", "nan"], "positive finite"),
+    (["--tps", "inf"], "positive finite"),
+    (["--tick-seconds", "-0"], "positive finite"),
+    (["--tick-seconds", "1e12"], "--tick-seconds"),
+    (["--tps", "1e9"], "payments per tick"),
+])
+def test_worker_py_refuses_hostile_numbers_in_one_line_before_touching_state(tmp_path, capsys, argv, needle):
+    import worker
+    assert worker.main(argv + ["--state-dir", str(tmp_path / "state"), "--max-ticks", "1", "--no-llm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "state").exists()
