@@ -211,8 +211,10 @@ def test_a_fifo_command_never_keeps_the_worker_from_sigterm(state):
     end = time.monotonic() + 30
     while time.monotonic() < end and not (read_json(state / "commands.json") or {}).get("log"):
         time.sleep(0.05)
+    sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0
+    assert proc.wait(timeout=5) == 0                  # the promise: SIGTERM honoured within 5 s
+    print(f"SIGTERM to exit: {time.monotonic() - sent:.2f} s")
     err = proc.stderr.read()
     assert "not a regular file" in err and "Traceback" not in err
     assert not (state / COMMANDS_DIR / "x.json").exists()
