@@ -27,8 +27,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 OPERATOR = "browser-test"
 HEADINGS = ("Approval queue", "Traffic", "Hypotheses", "Current decision", "Action history", "Learning")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")]
 
 
 def free_port() -> int:

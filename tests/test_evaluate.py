@@ -42,6 +42,7 @@ def quick(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_quick_runs_every_policy_and_every_measure_is_finite_or_marked(quick):
     out, proc = quick
     doc = json.loads((out / "summary.json").read_text())
@@ -66,6 +67,7 @@ def test_quick_runs_every_policy_and_every_measure_is_finite_or_marked(quick):
     assert all(r["peak_rss_mb"] > 0 for r in speed["scaling"])
 
 
+@pytest.mark.slow
 def test_quick_writes_the_report_and_a_chart(quick):
     out, proc = quick
     text = (out / "summary.md").read_text()
@@ -76,6 +78,7 @@ def test_quick_writes_the_report_and_a_chart(quick):
     assert "runs" in proc.stderr                              # progress
 
 
+@pytest.mark.slow
 def test_the_agent_never_runs_an_action_that_needed_approval(quick):
     doc = json.loads((quick[0] / "summary.json").read_text())
     for sc in doc["scenarios"].values():

@@ -43,6 +43,7 @@ CANARY = "AIza-CANARY-7f3e9b1c2d4a5e6f"
 pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
+@pytest.mark.slow
 def test_canary_key_never_leaks_even_with_debug_logging_and_a_401(monkeypatch, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)                       # every logger, the SDK's and httpx's included
     doc = {"name": "canary", "seed": 5, "phases": [{"name": "calm", "ticks": 20}, {"name": "fault", "ticks": 14,
@@ -155,6 +156,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dashboard_listens_on_loopback_only_with_xsrf_on(tmp_path):
     port = _free_port()
     p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
