@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import run
+from bench.baselines import POLICIES
 from state_writer import STATE_FILES, read_json
 
 ROOT = run.DEFAULT_SCENARIO.parent.parent
@@ -105,3 +106,12 @@ def test_missing_scenario_file(tmp_path):
     p = subprocess.run([sys.executable, "run.py", "--scenario", str(tmp_path / "nope.json")], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "not found" in p.stderr
+
+
+def test_every_policy_runs_through_run_py(tmp_path):
+    import run
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": "t", "seed": 3, "payments_per_tick": 400, "phases": [
+        {"name": "a", "ticks": 12, "faults": [{"kind": "latency_spike", "processor": "cobalt", "severity": 0.7, "start": 6}]}]}))
+    for policy in POLICIES:
+        assert run.main(["--quiet", "--policy", policy, "--scenario", str(path), "--state-dir", str(tmp_path / policy)]) == 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from control_plane import ControlPlane, RetryPolicy, RouteOverride
+from control_plane import ControlPlane, RetryPolicy, RouteOverride, RouteSplit
 from decline_codes import Code
 from merchant_profiles import DEFAULT_UNIVERSE as U
 from scenario import ScenarioError, parse_scenario
@@ -107,3 +107,35 @@ def test_ramp_and_flap_schedules():
     ramp, flap = sc.faults
     assert [round(ramp.severity_at(t), 2) for t in (9, 10, 11, 13, 29, 30)] == [0, 0.2, 0.4, 0.8, 0.8, 0]
     assert [flap.severity_at(t) for t in (11, 12, 16, 17, 22, 27)] == [0, 0.5, 0.5, 0, 0.5, 0]
+
+
+def test_route_split_routes_first_attempts_by_its_cdf_and_retries_to_the_next_best():
+    nI = len(U.issuers)
+    cdf = np.tile([0.0, 1.0, 1.0], (nI, 1))                      # everything to beacon
+    order = np.tile([1, 2, 0], (nI, 1)).astype(np.int16)           # beacon, then cobalt
+    sim = Simulator(U, 5, 2000)
+    control = ControlPlane(route_split=RouteSplit(cdf, order))
+    batches = [sim.step(control) for _ in range(4)]
+    first = np.concatenate([b.processor[b.attempt == 1] for b in batches])
+    second = np.concatenate([b.processor[b.attempt == 2] for b in batches])
+    third = np.concatenate([b.processor[b.attempt == 3] for b in batches])
+    assert set(first.tolist()) == {1} and len(second) and set(second.tolist()) == {2}
+    assert set(third.tolist()) <= {1}                             # failed on cobalt: back to the best other one
+    assert ControlPlane.from_dict(control.to_dict()).route_split.cdf.tolist() == cdf.tolist()
+
+
+def test_route_split_leaves_default_routing_unchanged_when_absent():
+    a = [Simulator(U, 9, 500).step(ControlPlane()) for _ in range(1)][0]
+    b = Simulator(U, 9, 500).step(ControlPlane(route_split=None))
+    assert np.array_equal(a.processor, b.processor) and "route_split" not in ControlPlane().to_dict()
+
+
+def test_the_most_specific_route_override_wins_whatever_the_order():
+    # a processor-wide move onto atlas must not undo chase's own move off atlas, even if it came later
+    chase_off_atlas = RouteOverride("beacon", "atlas", "chase")
+    cobalt_to_atlas = RouteOverride("atlas", "cobalt")
+    for overrides in ((chase_off_atlas, cobalt_to_atlas), (cobalt_to_atlas, chase_off_atlas)):
+        b = Simulator(U, 8, 3000).step(ControlPlane(overrides))
+        chase = b.issuer == U.index("issuer", "chase")
+        assert not np.any(b.processor[chase] == U.index("processor", "atlas"))
+        assert not np.any(b.processor == U.index("processor", "cobalt"))
