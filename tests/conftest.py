@@ -16,3 +16,20 @@ def gemini_sandbox(monkeypatch):
     forbid_network(monkeypatch)
     for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "GOOGLE_GEMINI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The default demo, run once per session the way the README runs it (`run.py --quiet`, LLM off):
+    (folder holding state/ and report.json, the report, what it printed). Several files read it; none may write
+    to it (copy the folder first, as test_llm_safety does)."""
+    import contextlib
+    import io
+    import json
+
+    import run
+    d = tmp_path_factory.mktemp("demo_run")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert run.main(["--quiet", "--no-llm", "--state-dir", str(d / "state"), "--report", str(d / "report.json")]) == 0
+    return d, json.loads((d / "report.json").read_text()), out.getvalue()

@@ -13,10 +13,9 @@ ROOT = run.DEFAULT_SCENARIO.parent.parent
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("demo")
-    assert run.main(["--quiet", "--state-dir", str(d / "state"), "--report", str(d / "report.json")]) == 0
-    return d, json.loads((d / "report.json").read_text())
+def demo(demo_run):
+    """The session's demo run (conftest.py): `run.py --quiet --no-llm` into a temporary folder."""
+    return demo_run[:2]
 
 
 def test_report_has_the_documented_shape(demo):
@@ -76,7 +75,7 @@ def test_state_files_are_complete_and_stamped(demo):
 
 def test_same_seed_same_bytes(tmp_path, demo):
     _, first = demo
-    assert run.main(["--quiet", "--state-dir", str(tmp_path / "s"), "--report", str(tmp_path / "r.json")]) == 0
+    assert run.main(["--quiet", "--no-llm", "--state-dir", str(tmp_path / "s"), "--report", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text()) == first
     for name in STATE_FILES:
         assert (tmp_path / "s" / name).read_bytes() == (demo[0] / "state" / name).read_bytes(), name
