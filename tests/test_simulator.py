@@ -1,10 +1,9 @@
+"""simulator.py: seeded payments, faults, routing (overrides, route splits), retries and hard declines."""
 import numpy as np
-import pytest
 
 from control_plane import ControlPlane, RetryPolicy, RouteOverride, RouteSplit
 from decline_codes import Code
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from scenario import ScenarioError, parse_scenario
 from simulator import Fault, FaultKind, Simulator
 
 
@@ -83,30 +82,6 @@ def test_hard_declines_are_not_retried_by_default():
     for b in batches:
         assert not np.isin(b.payment_id[b.attempt > 1], list(hard_ids)).any()
         hard_ids |= set(b.payment_id[np.isin(b.code, [6, 7, 8])].tolist())
-
-
-@pytest.mark.parametrize("doc, message", [
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "meteor", "severity": 1}]}]}, "unknown fault kind 'meteor'; valid: issuer_degradation"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "issuer_outage", "issuer": "nobank", "severity": 1}]}]}, "unknown issuer 'nobank'; valid: chase"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "latency_spike", "severity": 1}]}]}, "needs 'processor'"),
-    ({"phases": [{"name": "x", "ticks": -3}]}, "'ticks' must be at least 1"),
-    ({"phases": []}, "non-empty 'phases'"),
-    ([1, 2], "JSON object"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "retry_storm", "merchant": "globemart", "severity": 3}]}]}, "between 0 and 1"),
-])
-def test_bad_scenarios_name_the_problem(doc, message):
-    with pytest.raises(ScenarioError, match=None) as e:
-        parse_scenario(doc, U)
-    assert message in str(e.value) and "\n" not in str(e.value)
-
-
-def test_ramp_and_flap_schedules():
-    sc = parse_scenario({"phases": [{"name": "a", "ticks": 10}, {"name": "b", "ticks": 20, "faults": [
-        {"kind": "issuer_outage", "issuer": "chase", "severity": 0.8, "ramp_ticks": 4},
-        {"kind": "latency_spike", "processor": "atlas", "severity": 0.5, "flap_ticks": 5, "start": 2, "ticks": 15}]}]}, U)
-    ramp, flap = sc.faults
-    assert [round(ramp.severity_at(t), 2) for t in (9, 10, 11, 13, 29, 30)] == [0, 0.2, 0.4, 0.8, 0.8, 0]
-    assert [flap.severity_at(t) for t in (11, 12, 16, 17, 22, 27)] == [0, 0.5, 0.5, 0, 0.5, 0]
 
 
 def test_route_split_routes_first_attempts_by_its_cdf_and_retries_to_the_next_best():
