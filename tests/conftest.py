@@ -33,3 +33,22 @@ def demo_run(tmp_path_factory):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert run.main(["--quiet", "--no-llm", "--state-dir", str(d / "state"), "--report", str(d / "report.json")]) == 0
     return d, json.loads((d / "report.json").read_text()), out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory):
+    """bench.runner.run_benchmark on two tiny scenarios (a control and a degradation), one seed, one worker:
+    (scenarios folder, result). test_bench_runner.py and test_bench_report.py read it."""
+    import json
+
+    from bench.runner import load_dir, run_benchmark
+    d = tmp_path_factory.mktemp("tiny_bench")
+    calm = {"name": "control", "seed": 3, "payments_per_tick": 600, "phases": [{"name": "calm", "ticks": 40}]}
+    fault = {"name": "degradation", "seed": 3, "payments_per_tick": 600, "phases": [
+        {"name": "calm", "ticks": 20},
+        {"name": "fault", "ticks": 14, "faults": [{"kind": "issuer_degradation", "issuer": "chase", "processor": "atlas",
+                                                   "severity": 0.9}]},
+        {"name": "after", "ticks": 6}]}
+    (d / "a_control.json").write_text(json.dumps(calm))
+    (d / "b_degradation.json").write_text(json.dumps(fault))
+    return d, run_benchmark(load_dir(d), n_seeds=1, workers=1, progress=None)
