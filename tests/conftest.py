@@ -52,3 +52,21 @@ def tiny_bench(tmp_path_factory):
     (d / "a_control.json").write_text(json.dumps(calm))
     (d / "b_degradation.json").write_text(json.dumps(fault))
     return d, run_benchmark(load_dir(d), n_seeds=1, workers=1, progress=None)
+
+
+@pytest.fixture(scope="session")
+def snaps():
+    """A quiet snapshot, then one during a chase/atlas degradation (heuristics name it); test_llm_reasoner.py and
+    test_llm_contract.py read them."""
+    from control_plane import ControlPlane
+    from merchant_profiles import DEFAULT_UNIVERSE as U
+    from observer import Observer
+    from simulator import Fault, FaultKind, Simulator
+    sim, obs = Simulator(U, 3, 2000, 10.0, 12.0), Observer(U)
+    fault = (Fault(FaultKind.ISSUER_DEGRADATION, 0.6, issuer="chase", processor="atlas"),)
+    quiet = None
+    for t in range(40):
+        snap = obs.observe(sim.step(ControlPlane(), fault if t >= 32 else ()))
+        if t == 31:
+            quiet = snap
+    return quiet, snap

@@ -1,6 +1,7 @@
+"""reasoner.py: the heuristics (a table, one row per detector case), false alarms on calm traffic, merge_hypotheses."""
 import pytest
 
-from reasoner import Cause, heuristic_hypotheses
+from reasoner import Cause, Hypothesis, Source, heuristic_hypotheses, make_target, merge_hypotheses
 from run import run_scenario
 from simulator import Fault, FaultKind
 from tests.helpers import scenario, snapshot_after
@@ -122,3 +123,29 @@ def test_heuristics_table(faults, world, expected, sequential):
     for h in hs:
         assert 0 < h.confidence <= 0.99 and h.evidence
         assert ("sequential evidence" in " ".join(h.evidence)) is sequential
+
+
+# -- merge_hypotheses (from test_llm_reasoner.py): heuristics always stay; the LLM confirms or stands beside -----
+
+H = Hypothesis(Cause.ISSUER_DEGRADATION, make_target(issuer="chase", processor="atlas"), 0.7, ("heuristic evidence",))
+G_HI = Hypothesis(Cause.ISSUER_DEGRADATION, H.target, 0.95, ("llm says so",), Source.GEMINI)
+G_LO = Hypothesis(Cause.ISSUER_DEGRADATION, H.target, 0.3, (), Source.GEMINI)
+G_OTHER = Hypothesis(Cause.LATENCY_SPIKE, make_target(processor="cobalt"), 0.9, (), Source.GEMINI)
+
+
+@pytest.mark.parametrize("llm, reason, expect", [
+    (None, "timeout", [("heuristic_fallback", 0.7, True, "timeout")]),       # unavailable: fallback, with why
+    ((), None, [("heuristic", 0.7, True, None)]),                             # answered, named nothing
+    ((G_HI,), None, [("gemini", 0.7, True, None)]),                           # agreement never raises confidence
+    ((G_LO,), None, [("gemini", 0.7, True, None)]),                           # nor can doubt veto an action
+    ((G_OTHER,), None, [("heuristic", 0.7, True, None), ("gemini", 0.9, False, None)]),  # LLM only: unsupported
+])
+def test_merge_hypotheses(llm, reason, expect):
+    out = merge_hypotheses([H], llm, reason)
+    assert [(h.source.value, round(h.confidence, 3), h.supported_by_heuristic, h.fallback_reason) for h in out] == expect
+
+
+def test_confirmed_hypothesis_keeps_both_confidences_and_evidence():
+    h = merge_hypotheses([H], (G_HI,))[0]
+    assert h.to_dict()["llm_confidence"] == 0.95 and h.to_dict()["confidence"] == 0.7
+    assert h.evidence == ("heuristic evidence", "gemini: llm says so")
