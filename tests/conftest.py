@@ -31,7 +31,8 @@ def demo_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo_run")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        assert run.main(["--quiet", "--no-llm", "--state-dir", str(d / "state"), "--report", str(d / "report.json")]) == 0
+        assert run.main(["--quiet", "--no-llm", "--state-dir", str(d / "state"),
+                         "--report", str(d / "report.json")]) == 0
     return d, json.loads((d / "report.json").read_text()), out.getvalue()
 
 
@@ -46,8 +47,8 @@ def tiny_bench(tmp_path_factory):
     calm = {"name": "control", "seed": 3, "payments_per_tick": 600, "phases": [{"name": "calm", "ticks": 40}]}
     fault = {"name": "degradation", "seed": 3, "payments_per_tick": 600, "phases": [
         {"name": "calm", "ticks": 20},
-        {"name": "fault", "ticks": 14, "faults": [{"kind": "issuer_degradation", "issuer": "chase", "processor": "atlas",
-                                                   "severity": 0.9}]},
+        {"name": "fault", "ticks": 14, "faults": [{"kind": "issuer_degradation", "issuer": "chase",
+                                                   "processor": "atlas", "severity": 0.9}]},
         {"name": "after", "ticks": 6}]}
     (d / "a_control.json").write_text(json.dumps(calm))
     (d / "b_degradation.json").write_text(json.dumps(fault))

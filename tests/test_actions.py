@@ -16,12 +16,13 @@ def record(**over) -> ActionRecord:
 
 
 def test_params_hash_binds_type_target_and_params_not_their_order():
-    h = params_hash("reroute", {"issuer": "chase", "processor": "atlas"}, {"to_processor": "beacon", "holdout": 0.1})
+    chase, beacon = {"issuer": "chase", "processor": "atlas"}, {"to_processor": "beacon", "holdout": 0.1}
+    h = params_hash("reroute", chase, beacon)
     assert h == params_hash("reroute", {"processor": "atlas", "issuer": "chase"}, {"holdout": 0.1, "to_processor": "beacon"})
     assert len(h) == 16
-    others = {params_hash("suppress", {"issuer": "chase", "processor": "atlas"}, {"to_processor": "beacon", "holdout": 0.1}),
-              params_hash("reroute", {"issuer": "bofa", "processor": "atlas"}, {"to_processor": "beacon", "holdout": 0.1}),
-              params_hash("reroute", {"issuer": "chase", "processor": "atlas"}, {"to_processor": "cobalt", "holdout": 0.1})}
+    others = {params_hash("suppress", chase, beacon),
+              params_hash("reroute", {"issuer": "bofa", "processor": "atlas"}, beacon),
+              params_hash("reroute", chase, {"to_processor": "cobalt", "holdout": 0.1})}
     assert h not in others and len(others) == 3
 
 

@@ -10,8 +10,9 @@ from scenario import ScenarioError, parse_scenario
 
 
 def sc(*kinds, ramp=0):
-    targets = {"issuer_degradation": {"issuer": "chase", "processor": "atlas"}, "latency_spike": {"processor": "cobalt"},
-               "retry_storm": {"merchant": "glowbox"}, "issuer_outage": {"issuer": "bofa"}}
+    targets = {"issuer_degradation": {"issuer": "chase", "processor": "atlas"},
+               "latency_spike": {"processor": "cobalt"}, "retry_storm": {"merchant": "glowbox"},
+               "issuer_outage": {"issuer": "bofa"}}
     faults = [{"kind": k, **targets[k], "severity": 0.5, "ramp_ticks": ramp} for k in kinds]
     return parse_scenario({"phases": [{"name": "p", "ticks": 5, "faults": faults}]}, U)
 

@@ -21,7 +21,8 @@ def impact(target):
 def test_an_incident_opens_merges_what_shares_a_value_and_closes_after_a_quiet_spell():
     tr = IncidentTracker(close_after=2)
     assert [i.id for i in tr.update(10, [CHASE_ATLAS], impact, time_of)] == ["I001"]
-    assert tr.update(11, [CHASE, STORM], impact, time_of)[0].id == "I002"   # chase everywhere joins I001; the storm opens I002
+    # chase everywhere joins I001; the storm opens I002
+    assert tr.update(11, [CHASE, STORM], impact, time_of)[0].id == "I002"
     inc = tr.incidents[0]
     assert len(tr.incidents) == 2 and inc.named[(CHASE.cause.value, CHASE.target)] == 1
     assert inc.confidence == 0.9 and inc.evidence == ["everywhere"]          # the strongest hypothesis's evidence

@@ -21,7 +21,8 @@ def sl(payments, first_rate, attempts=None, approvals=None, fees=None):
     attempts = payments if attempts is None else attempts
     approvals = fa if approvals is None else approvals
     fees = attempts * 0.3 if fees is None else fees
-    return SliceStats(attempts, approvals, payments, fa, attempts - payments, approvals - fa, 0, 0, fees, approvals * 50.0)
+    return SliceStats(attempts, approvals, payments, fa, attempts - payments, approvals - fa, 0, 0, fees,
+                      approvals * 50.0)
 
 
 @pytest.mark.parametrize("treated, holdout, p95, outcome, words", [

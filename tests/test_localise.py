@@ -22,7 +22,8 @@ CUSUM = 16.0      # the sequential threshold shadow mode passes
     pytest.param([Fault(OUT, 0.8, issuer="capital_one")], {"ppt": 6000}, {},
                  [(Cause.ISSUER_OUTAGE, {"issuer": "capital_one"})], id="outage"),
     # two issuers failing on atlas: the processor explains both, one segment rather than two pairs
-    pytest.param([Fault(DEG, 0.6, issuer="chase", processor="atlas"), Fault(DEG, 0.7, issuer="bofa", processor="atlas")],
+    pytest.param([Fault(DEG, 0.6, issuer="chase", processor="atlas"),
+                  Fault(DEG, 0.7, issuer="bofa", processor="atlas")],
                  {}, {}, [(Cause.SEGMENT_DEGRADATION, {"processor": "atlas"})], id="two-issuers-one-processor"),
     # a thin path (~100 first attempts a window) found by its sequential evidence over the threshold
     pytest.param([Fault(DEG, 0.9, issuer="revolut", processor="beacon")], {}, {"threshold": CUSUM},

@@ -29,7 +29,8 @@ def test_a_degraded_path_moves_to_a_healthy_processor_with_a_holdout_and_a_posit
     assert set(cands) == {"beacon", "cobalt"}
     for c in cands.values():
         p = dict(c.params)
-        assert c.target == CHASE_ATLAS.target and p["from_processor"] == "atlas" and CFG.holdout <= p["holdout"] <= CFG.max_holdout
+        assert c.target == CHASE_ATLAS.target and p["from_processor"] == "atlas"
+        assert CFG.holdout <= p["holdout"] <= CFG.max_holdout
     best = max(cands.values(), key=lambda c: c.utility)
     assert best.reject_reason is None and best.utility > 0 and dict(best.expected)["success_rate_gain"] > 0.2
 

@@ -99,7 +99,8 @@ def test_scenario_schedule_describes_the_phase_and_the_active_fault():
     assert sched.faults_at(1) == () and sched.describe()["phase"] == "calm" and sched.describe()["active_fault"] is None
     assert len(sched.faults_at(4)) == 1
     d = sched.describe()
-    assert d["phase"] == "storm" and d["active_fault"]["target"] == {"merchant": "glowbox"} and len(d["active_faults"]) == 1
+    assert d["phase"] == "storm" and d["active_fault"]["target"] == {"merchant": "glowbox"}
+    assert len(d["active_faults"]) == 1
     sched.faults_at(6)
     assert sched.describe()["phase"] is None                             # quiet after the last phase
 
