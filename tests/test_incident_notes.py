@@ -123,11 +123,8 @@ def test_a_final_note_that_does_not_come_is_the_template_and_one_still_coming_is
     assert inc.note["source"] == "template" and inc.note["final"] and writer.asked["I001:final"] == 3
 
 
-def test_the_demo_report_and_state_hold_the_incidents_with_template_notes(tmp_path):
-    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
-        assert run.main(["--quiet", "--no-llm", "--state-dir", str(tmp_path / "s"), "--report",
-                         str(tmp_path / "r.json")]) == 0
-    report = json.loads((tmp_path / "r.json").read_text())
+def test_the_demo_report_and_state_hold_the_incidents_with_template_notes(demo_run):
+    folder, report, printed = demo_run                 # `run.py --quiet --no-llm`, once per session (conftest.py)
     incidents = report["incidents"]
     assert {i["cause"] for i in incidents} >= {"issuer_degradation", "retry_storm", "latency_spike"}
     assert all(i["note"]["source"] == "template" and i["note"]["final"] for i in incidents if i["end"])
@@ -135,8 +132,8 @@ def test_the_demo_report_and_state_hold_the_incidents_with_template_notes(tmp_pa
     for i in incidents:
         r = i["recommendation"]
         assert r is None and i["no_recommendation_reason"] or ids[r["action_id"]]["status"] == r["status"]
-    state = json.loads((tmp_path / "s" / "incidents.json").read_text())
-    assert state["incidents"] == incidents and "Incidents:" in out.getvalue()
+    state = json.loads((folder / "state" / "incidents.json").read_text())
+    assert state["incidents"] == incidents and "Incidents:" in printed
 
 
 @pytest.mark.slow

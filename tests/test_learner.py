@@ -1,9 +1,8 @@
-import pytest
-
+"""learner.py: outcomes remembered, the signal it derives (see test_learning_policy.py), effectiveness stats."""
 from actions import ActionRecord, Status
 from guardrails import PolicyConfig
 from learner import Learner
-from learning_policy import LearnerSettings, LearningSignal, cost_harm, derive_signal, retry_harm
+from learning_policy import LearnerSettings, LearningSignal
 
 
 def record(i, action="reroute", outcome="neutral", status=Status.ROLLED_BACK, target=None):
@@ -34,12 +33,6 @@ def test_help_does_not_lower_the_bar_below_policy():
     assert learner.signal(5) == LearningSignal()
 
 
-def test_caution_is_capped():
-    mem = [{"tick": 0, "action": "reroute", "target": {"issuer": f"i{k}"}, "harm": True} for k in range(10)]
-    sig = derive_signal(mem, 0)
-    assert dict(sig.extra_confidence)["reroute"] == LearnerSettings().max_caution
-
-
 def test_effectiveness_stats_and_reload():
     learner = Learner()
     learner.record(record(1), 5)
@@ -53,11 +46,3 @@ def test_effectiveness_stats_and_reload():
     assert again.get_action_effectiveness_stats() == learner.get_action_effectiveness_stats()
 
 
-@pytest.mark.parametrize("ratio, cost, retry", [
-    (None, False, False),   # not measured: no harm claimed
-    (1.1, False, False),
-    (1.2, False, True),     # attempts up 20%: retry harm
-    (1.3, True, True),      # cost per approval up 30%: cost harm
-])
-def test_cost_and_retry_harm(ratio, cost, retry):
-    assert (cost_harm(ratio), retry_harm(ratio)) == (cost, retry)

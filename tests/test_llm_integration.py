@@ -71,6 +71,7 @@ def assert_no_key(tmp_path, report, caplog, capsys):
     ("empty", "empty_reply"),
     ("blocked", "empty_reply"),             # promptFeedback.blockReason SAFETY
 ])
+@pytest.mark.slow
 def test_misbehaving_replies_change_no_action(mode, reason, llm_off, monkeypatch, tmp_path, caplog, capsys):
     caplog.set_level(logging.INFO)
     res, report, stub = run_with_stub(mode, monkeypatch, tmp_path)
@@ -87,11 +88,13 @@ def test_misbehaving_replies_change_no_action(mode, reason, llm_off, monkeypatch
     assert_no_key(tmp_path, report, caplog, capsys)
 
 
+@pytest.mark.slow
 def test_bad_schema_reply_reports_the_offered_action_field(monkeypatch, tmp_path):
     _, report, _ = run_with_stub("bad_schema", monkeypatch, tmp_path)
     assert report["llm"]["accounting"]["offered_fields"]["hypotheses[].action"] >= 1
 
 
+@pytest.mark.slow
 def test_timeout_is_bounded(monkeypatch, tmp_path):
     _, report, stub = run_with_stub("slow", monkeypatch, tmp_path, slow_s=3.0)
     acct = report["llm"]["accounting"]
@@ -100,6 +103,7 @@ def test_timeout_is_bounded(monkeypatch, tmp_path):
     assert acct["fallbacks"].get("circuit_open", 0) >= 1     # and then stopped asking for a while
 
 
+@pytest.mark.slow
 def test_good_reply_marks_gemini_and_the_decision_engine_still_decides(llm_off, monkeypatch, tmp_path, caplog, capsys):
     res, report, stub = run_with_stub("good", monkeypatch, tmp_path)
     hyp = json.loads((tmp_path / "hypotheses.json").read_text())
@@ -117,6 +121,7 @@ def test_good_reply_marks_gemini_and_the_decision_engine_still_decides(llm_off, 
     assert_no_key(tmp_path, report, caplog, capsys)
 
 
+@pytest.mark.slow
 def test_llm_only_hypothesis_is_shown_unsupported(monkeypatch, tmp_path):
     res, _, _ = run_with_stub("llm_only", monkeypatch, tmp_path)
     hyp = json.loads((tmp_path / "hypotheses.json").read_text())
@@ -127,6 +132,7 @@ def test_llm_only_hypothesis_is_shown_unsupported(monkeypatch, tmp_path):
             assert a["requires_human_approval"] and a["status"] == "pending_approval"
 
 
+@pytest.mark.slow
 def test_run_py_shows_gemini_beside_heuristics_and_replays_exactly(monkeypatch, tmp_path, capsys):
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps(SCENARIO_DOC))

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ CANARY = "AIza-CANARY-7f3e9b1c2d4a5e6f"
 pytestmark = pytest.mark.usefixtures("gemini_sandbox")   # no network, no Gemini variables
 
 
+@pytest.mark.slow
 def test_canary_key_never_leaks_even_with_debug_logging_and_a_401(monkeypatch, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)                       # every logger, the SDK's and httpx's included
     doc = {"name": "canary", "seed": 5, "phases": [{"name": "calm", "ticks": 20}, {"name": "fault", "ticks": 14,
@@ -111,12 +113,14 @@ def _executed(snap, hypotheses) -> list[tuple]:
             if a.status is Status.EXECUTED]
 
 
-def test_thousands_of_fuzzed_replies_change_no_executed_action():
+# 200 replies cover every kind of junk (the megabyte string included) in the inner loop; the 2,000 are slow
+@pytest.mark.parametrize("n", [200, pytest.param(2000, marks=pytest.mark.slow)])
+def test_fuzzed_replies_change_no_executed_action(n):
     snap, _, _ = snapshot_after([Fault(FaultKind.ISSUER_DEGRADATION, 0.6, issuer="chase", processor="atlas")])
     heuristic = heuristic_hypotheses(snap)
     baseline = _executed(snap, heuristic)
     assert baseline, "the heuristics alone must execute something, or the comparison proves nothing"
-    replies = _fuzzed_replies(2000)
+    replies = _fuzzed_replies(n)
     sources = set()
     for text in replies:
         llm = L.GeminiReasoner(FakeClient(reply(text)), L.LLMSettings(retry_backoff_s=0.0), lambda t: 0.0,
@@ -130,9 +134,9 @@ def test_thousands_of_fuzzed_replies_change_no_executed_action():
     assert {"heuristic_fallback", "gemini"} <= sources            # both paths were exercised
 
 
-def test_llm_text_is_never_rendered_as_html_or_markdown(tmp_path, monkeypatch):
-    subprocess.run([sys.executable, "run.py", "--quiet", "--state-dir", str(tmp_path)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=120)
+def test_llm_text_is_never_rendered_as_html_or_markdown(tmp_path, monkeypatch, demo_run):
+    tmp_path = tmp_path / "state"
+    shutil.copytree(demo_run[0] / "state", tmp_path, copy_function=shutil.copy)   # the session's demo state, copied
     evil = "<img src=x onerror=alert(1)> ![t](http://evil.example/p.png) [x](javascript:alert(1))"
     for name, patch in (("learning.json", lambda d: {**d, "summary": {"helped": [evil], "hurt": [], "watch": [evil]}}),
                         ("hypotheses.json", lambda d: {**d, "latest": [{"cause": "retry_storm", "target": {"merchant": "pixelforge"},
@@ -155,6 +159,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dashboard_listens_on_loopback_only_with_xsrf_on(tmp_path):
     port = _free_port()
     p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),

@@ -172,6 +172,7 @@ def _add(a, b):
     return b if a is None else SliceStats(**{k: getattr(a, k) + getattr(b, k) for k in a.__dict__})
 
 
+@pytest.mark.slow
 def test_judge_aa_false_rollbacks_at_most_5_percent():
     # 1,000 guard windows with no real change: treated and holdout are disjoint random shares of one path
     sim, obs = Simulator(U, seed=77, payments_per_tick=20000), Observer(U)
@@ -195,6 +196,7 @@ def test_judge_aa_false_rollbacks_at_most_5_percent():
     assert windows == 1000 and rollbacks <= 50
 
 
+@pytest.mark.slow
 def test_judge_catches_a_20_percent_drop_within_3_windows():
     caught = 0
     runs = 60

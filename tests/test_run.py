@@ -6,16 +6,16 @@ import sys
 import pytest
 
 import run
+from bench.baselines import POLICIES
 from state_writer import STATE_FILES, read_json
 
 ROOT = run.DEFAULT_SCENARIO.parent.parent
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("demo")
-    assert run.main(["--quiet", "--state-dir", str(d / "state"), "--report", str(d / "report.json")]) == 0
-    return d, json.loads((d / "report.json").read_text())
+def demo(demo_run):
+    """The session's demo run (conftest.py): `run.py --quiet --no-llm` into a temporary folder."""
+    return demo_run[:2]
 
 
 def test_report_has_the_documented_shape(demo):
@@ -75,7 +75,7 @@ def test_state_files_are_complete_and_stamped(demo):
 
 def test_same_seed_same_bytes(tmp_path, demo):
     _, first = demo
-    assert run.main(["--quiet", "--state-dir", str(tmp_path / "s"), "--report", str(tmp_path / "r.json")]) == 0
+    assert run.main(["--quiet", "--no-llm", "--state-dir", str(tmp_path / "s"), "--report", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text()) == first
     for name in STATE_FILES:
         assert (tmp_path / "s" / name).read_bytes() == (demo[0] / "state" / name).read_bytes(), name
@@ -105,3 +105,12 @@ def test_missing_scenario_file(tmp_path):
     p = subprocess.run([sys.executable, "run.py", "--scenario", str(tmp_path / "nope.json")], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "not found" in p.stderr
+
+
+def test_every_policy_runs_through_run_py(tmp_path):
+    import run
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": "t", "seed": 3, "payments_per_tick": 400, "phases": [
+        {"name": "a", "ticks": 12, "faults": [{"kind": "latency_spike", "processor": "cobalt", "severity": 0.7, "start": 6}]}]}))
+    for policy in POLICIES:
+        assert run.main(["--quiet", "--policy", policy, "--scenario", str(path), "--state-dir", str(tmp_path / policy)]) == 0

@@ -5,18 +5,17 @@ import json
 
 import pytest
 
-import run
 import worker
 from schemas import STATE_SCHEMAS, Report
 from state_writer import STATE_FILES, read_json
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    d = tmp_path_factory.mktemp("schemas")
-    assert run.main(["--quiet", "--no-llm", "--state-dir", str(d / "run"), "--report", str(d / "report.json")]) == 0
-    assert worker.main(["--state-dir", str(d / "live"), "--max-ticks", "4", "--tick-seconds", "0.001", "--no-llm"]) == 0
-    return d
+def written(tmp_path_factory, demo_run):
+    """Where each mode wrote its state: run, the session's demo run (conftest.py); live, a few worker ticks."""
+    live = tmp_path_factory.mktemp("schemas") / "live"
+    assert worker.main(["--state-dir", str(live), "--max-ticks", "4", "--tick-seconds", "0.001", "--no-llm"]) == 0
+    return {"run": demo_run[0] / "state", "live": live, "report": demo_run[0] / "report.json"}
 
 
 def _keys_fit(doc: dict, schema: type) -> None:
@@ -28,7 +27,7 @@ def _keys_fit(doc: dict, schema: type) -> None:
 @pytest.mark.parametrize("mode", ["run", "live"])
 @pytest.mark.parametrize("name", sorted(STATE_SCHEMAS))
 def test_every_state_file_has_exactly_its_declared_keys(written, mode, name):
-    doc = read_json(written / mode / name)
+    doc = read_json(written[mode] / name)
     if doc is None:
         assert name in ("simulator.json", "commands.json") and mode == "run"     # live mode only
         return
@@ -40,7 +39,7 @@ def test_every_state_file_written_has_a_schema():
 
 
 def test_the_report_has_exactly_its_declared_keys(written):
-    _keys_fit(json.loads((written / "report.json").read_text()), Report)
+    _keys_fit(json.loads(written["report"].read_text()), Report)
 
 
 @pytest.mark.parametrize("schema, required", [

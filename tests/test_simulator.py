@@ -1,10 +1,9 @@
+"""simulator.py: seeded payments, faults, routing (overrides, route splits), retries and hard declines."""
 import numpy as np
-import pytest
 
-from control_plane import ControlPlane, RetryPolicy, RouteOverride
+from control_plane import ControlPlane, RetryPolicy, RouteOverride, RouteSplit
 from decline_codes import Code
 from merchant_profiles import DEFAULT_UNIVERSE as U
-from scenario import ScenarioError, parse_scenario
 from simulator import Fault, FaultKind, Simulator
 
 
@@ -85,25 +84,33 @@ def test_hard_declines_are_not_retried_by_default():
         hard_ids |= set(b.payment_id[np.isin(b.code, [6, 7, 8])].tolist())
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "meteor", "severity": 1}]}]}, "unknown fault kind 'meteor'; valid: issuer_degradation"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "issuer_outage", "issuer": "nobank", "severity": 1}]}]}, "unknown issuer 'nobank'; valid: chase"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "latency_spike", "severity": 1}]}]}, "needs 'processor'"),
-    ({"phases": [{"name": "x", "ticks": -3}]}, "'ticks' must be at least 1"),
-    ({"phases": []}, "non-empty 'phases'"),
-    ([1, 2], "JSON object"),
-    ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "retry_storm", "merchant": "globemart", "severity": 3}]}]}, "between 0 and 1"),
-])
-def test_bad_scenarios_name_the_problem(doc, message):
-    with pytest.raises(ScenarioError, match=None) as e:
-        parse_scenario(doc, U)
-    assert message in str(e.value) and "\n" not in str(e.value)
+def test_route_split_routes_first_attempts_by_its_cdf_and_retries_to_the_next_best():
+    nI = len(U.issuers)
+    cdf = np.tile([0.0, 1.0, 1.0], (nI, 1))                      # everything to beacon
+    order = np.tile([1, 2, 0], (nI, 1)).astype(np.int16)           # beacon, then cobalt
+    sim = Simulator(U, 5, 2000)
+    control = ControlPlane(route_split=RouteSplit(cdf, order))
+    batches = [sim.step(control) for _ in range(4)]
+    first = np.concatenate([b.processor[b.attempt == 1] for b in batches])
+    second = np.concatenate([b.processor[b.attempt == 2] for b in batches])
+    third = np.concatenate([b.processor[b.attempt == 3] for b in batches])
+    assert set(first.tolist()) == {1} and len(second) and set(second.tolist()) == {2}
+    assert set(third.tolist()) <= {1}                             # failed on cobalt: back to the best other one
+    assert ControlPlane.from_dict(control.to_dict()).route_split.cdf.tolist() == cdf.tolist()
 
 
-def test_ramp_and_flap_schedules():
-    sc = parse_scenario({"phases": [{"name": "a", "ticks": 10}, {"name": "b", "ticks": 20, "faults": [
-        {"kind": "issuer_outage", "issuer": "chase", "severity": 0.8, "ramp_ticks": 4},
-        {"kind": "latency_spike", "processor": "atlas", "severity": 0.5, "flap_ticks": 5, "start": 2, "ticks": 15}]}]}, U)
-    ramp, flap = sc.faults
-    assert [round(ramp.severity_at(t), 2) for t in (9, 10, 11, 13, 29, 30)] == [0, 0.2, 0.4, 0.8, 0.8, 0]
-    assert [flap.severity_at(t) for t in (11, 12, 16, 17, 22, 27)] == [0, 0.5, 0.5, 0, 0.5, 0]
+def test_route_split_leaves_default_routing_unchanged_when_absent():
+    a = [Simulator(U, 9, 500).step(ControlPlane()) for _ in range(1)][0]
+    b = Simulator(U, 9, 500).step(ControlPlane(route_split=None))
+    assert np.array_equal(a.processor, b.processor) and "route_split" not in ControlPlane().to_dict()
+
+
+def test_the_most_specific_route_override_wins_whatever_the_order():
+    # a processor-wide move onto atlas must not undo chase's own move off atlas, even if it came later
+    chase_off_atlas = RouteOverride("beacon", "atlas", "chase")
+    cobalt_to_atlas = RouteOverride("atlas", "cobalt")
+    for overrides in ((chase_off_atlas, cobalt_to_atlas), (cobalt_to_atlas, chase_off_atlas)):
+        b = Simulator(U, 8, 3000).step(ControlPlane(overrides))
+        chase = b.issuer == U.index("issuer", "chase")
+        assert not np.any(b.processor[chase] == U.index("processor", "atlas"))
+        assert not np.any(b.processor == U.index("processor", "cobalt"))

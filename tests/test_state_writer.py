@@ -30,6 +30,7 @@ def test_read_forgives_broken_files(tmp_path, content):
     assert read_json(tmp_path / "missing.json") is None
 
 
+@pytest.mark.slow
 def test_concurrent_reader_never_sees_half_a_file(tmp_path):
     w = StateWriter(tmp_path, lambda: "T")
     big = {"rows": list(range(50000))}

@@ -6,6 +6,7 @@ rate limit holds; the control plane equals the replay of the audit log; every st
 """
 import json
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -145,6 +146,6 @@ class AgentMachine(RuleBasedStateMachine):
             assert doc is not None and json.dumps(doc)
 
 
-TestAgentMachine = AgentMachine.TestCase
+TestAgentMachine = pytest.mark.slow(AgentMachine.TestCase)
 TestAgentMachine.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow])

@@ -64,6 +64,7 @@ def test_one_writer_per_state_folder(tmp_path):
         p.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_readers_never_see_half_a_file(tmp_path):
     p = start(tmp_path, tick=0.005)
     try:
@@ -85,6 +86,7 @@ def test_readers_never_see_half_a_file(tmp_path):
         p.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments(tmp_path):
     # seed 1's schedule: a latency spike on cobalt at tick 102, a retry storm at a large merchant at 307
     first = start(tmp_path, "--max-ticks", "170", tps=400000, tick=0.001, seed=1)
@@ -138,6 +140,7 @@ def test_corrupt_state_is_moved_aside_and_the_rest_resumes(tmp_path):
 SOAK_TICKS = int(os.environ.get("SOAK_TICKS", "1500"))
 
 
+@pytest.mark.slow
 def test_soak_resources_level_off(tmp_path):
     """Short in CI; the long run is `SOAK_TICKS=100000 python -m pytest tests/test_worker.py -k soak -s`."""
     p = start(tmp_path, "--max-ticks", str(SOAK_TICKS), tps=2_000_000, tick=0.001, seed=5)

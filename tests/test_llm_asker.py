@@ -1,7 +1,7 @@
-"""A loop that never waits for Gemini: the lane (one request in flight, a total deadline), the worker's background
-questions (late answers merged if their picture still holds, else dropped as stale), run.py's bound on waiting,
-and, through the real SDK against local stubs, an endpoint that trickles bytes, a run.py and a worker whose every
-call hangs."""
+"""llm_asker.py: a loop that never waits for Gemini: the worker's background questions (late answers merged if
+their picture still holds, else dropped as stale), notes and the summary behind them, run.py's bound on waiting,
+and, through the real SDK against local stubs, a run.py and a worker whose every call hangs. The lane itself is in
+test_llm_call.py."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import llm_reasoner as L
-from llm_call import CallLane, DeadlineExceeded
 from reasoner import Cause, Hypothesis, heuristic_hypotheses, make_target
 from simulator import Fault, FaultKind
 from state_writer import read_json
@@ -65,25 +64,6 @@ def settle(g, timeout=5.0):
     end = time.monotonic() + timeout
     while g.lane.in_flight is not None and time.monotonic() < end:
         time.sleep(0.01)
-
-
-# -- the lane ---------------------------------------------------------------------------------------------
-
-def test_the_lane_abandons_a_request_at_its_deadline_and_takes_no_other_while_it_runs():
-    lane, gate = CallLane(), threading.Event()
-    assert lane.start(gate.wait, "first", deadline_s=0.1)
-    lane.wait(0.1)
-    assert lane.take() is None and lane.overdue()
-    done = lane.abandon()
-    assert done.abandoned and isinstance(done.error, DeadlineExceeded) and done.tag == "first"
-    assert lane.busy and not lane.start(lambda: 1, "second", 1.0)       # one thread in flight, never two
-    assert all(t.daemon for t in threading.enumerate() if t.name == "gemini-request")
-    gate.set()
-    lane.wait(1.0)
-    assert not lane.busy and lane.take() is None                       # the abandoned answer is thrown away
-    assert lane.start(lambda: 42, "third", 1.0)
-    lane.wait(1.0)
-    assert lane.take().value == 42
 
 
 # -- the worker's way: never wait --------------------------------------------------------------------------
@@ -160,22 +140,6 @@ def test_run_py_waits_for_answers_but_never_past_its_bound(snap):
 
 
 # -- through the real SDK against local stubs ----------------------------------------------------------------
-
-@pytest.mark.slow
-def test_an_endpoint_that_trickles_a_byte_every_second_is_cut_at_the_deadline(monkeypatch, snap):
-    from gemini_contract_stub import ContractStub
-    with ContractStub("trickle", trickle_s=1.0) as stub:
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", stub.url)
-        g = L.from_env({"GEMINI_API_KEY": "AIza-trickle"}, clock=lambda t: time.monotonic(),
-                       settings=L.LLMSettings(timeout_ms=5000, deadline_s=2.0, max_retries=0))
-        started = time.perf_counter()
-        r = g.merge(snap, heuristic_hypotheses(snap))
-        waited = time.perf_counter() - started
-        assert r.llm_status["reason"] == "timeout" and 1.8 < waited < 3.0     # 2 s, though each read took 1 s
-        end = time.monotonic() + 5
-        while g.lane.busy and time.monotonic() < end:                         # the transport ends the request too
-            time.sleep(0.05)
-        assert not g.lane.busy and time.perf_counter() - started < 4.5
 
 
 def _demo(tmp_path, name, env, extra=()):

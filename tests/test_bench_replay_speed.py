@@ -1,4 +1,5 @@
-"""The replay speed benchmark runs end to end on a small log and reports what it measured (no speed is asserted)."""
+"""bench/replay_speed.py: the replay speed benchmark runs end to end on a small log and reports what it measured (no
+speed is asserted)."""
 import pytest
 
 from bench import replay_speed
