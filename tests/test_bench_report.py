@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a small benchmark run behind every table
+
 from bench.baselines import POLICIES
 from bench.measures import MEASURES
 from bench.report import fmt, render, scenario_table, shortfalls, to_json

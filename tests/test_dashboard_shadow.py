@@ -5,6 +5,8 @@ import contextlib
 import io
 
 import pytest
+
+pytestmark = pytest.mark.slow      # a whole replay behind the page
 from shadow_logs import Planted, hourly_counts
 from streamlit.testing.v1 import AppTest
 

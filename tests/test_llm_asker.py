@@ -128,6 +128,7 @@ def test_notes_and_the_summary_wait_for_the_lane_in_the_background(snap):
 
 # -- run.py's way: wait, within a bound ---------------------------------------------------------------------
 
+@pytest.mark.slow     # waits on the lane in wall time
 def test_run_py_waits_for_answers_but_never_past_its_bound(snap):
     client = HeldClient(delay_s=0.3)
     g = reasoner(client, settings={"deadline_s": 1.0, "wait_bound_s": 1.0})

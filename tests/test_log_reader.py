@@ -273,6 +273,7 @@ def test_garbage_bytes_and_invalid_utf8_lines_are_counted(tmp_path):
     assert source.rows.used == 2 and source.rows.rejected == {"invalid UTF-8": 1}
 
 
+@pytest.mark.slow     # a 3 MB field
 def test_a_huge_field_is_read_and_counted(tmp_path):
     p = tmp_path / "h.csv"
     p.write_text("time,status\n" + "2024-01-01T00:00:00Z,approved\n" * 3 + "2024-01-01T00:00:01Z," + "x" * 3_000_000 +
@@ -282,6 +283,7 @@ def test_a_huge_field_is_read_and_counted(tmp_path):
     assert len(source.rows.summary()) < 300                          # the 3 MB value is cut in the summary
 
 
+@pytest.mark.slow     # a line past DuckDB's limit
 def test_a_line_past_the_limit_is_one_line_error(tmp_path):
     p = tmp_path / "h.csv"
     p.write_text("time,status\n2024-01-01T00:00:00Z,approved\n2024-01-01T00:00:01Z," + "x" * 5_000_000 + "\n")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a restart after a kill at every audit line (kill tests run in the full suite)
+
 import audit_trust
 from actions import Status
 from clock import utc_now

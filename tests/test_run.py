@@ -73,6 +73,7 @@ def test_state_files_are_complete_and_stamped(demo):
     assert read_json(d / "state" / "status.json")["state"] == "finished"
 
 
+@pytest.mark.slow     # the demo twice; tests/test_golden.py pins the bytes too
 def test_same_seed_same_bytes(tmp_path, demo):
     _, first = demo
     assert run.main(["--quiet", "--no-llm", "--state-dir", str(tmp_path / "s"), "--report", str(tmp_path / "r.json")]) == 0

@@ -45,23 +45,28 @@ def test_ramp_and_flap_schedules():
 
 
 def test_phases_follow_each_other_and_a_fault_keeps_inside_its_phase():
-    sc = parse_scenario({"name": "n", "seed": 9, "payments_per_tick": 500, "start_hour": 25, "phases": [
+    doc = {"name": "n", "seed": 9, "payments_per_tick": 500, "start_hour": 1, "phases": [
         {"name": "calm", "ticks": 10},
         {"name": "bad", "ticks": 8, "faults": [{"kind": "retry_storm", "merchant": "glowbox", "severity": 0.5,
-                                                 "start": 3, "ticks": 50}]}]}, U)
+                                                 "start": 3, "ticks": 5}]}]}
+    sc = parse_scenario(doc, U)
     assert [(p.name, p.start_tick, p.end_tick) for p in sc.phases] == [("calm", 0, 10), ("bad", 10, 18)]
     assert sc.total_ticks == 18 and sc.seed == 9 and sc.payments_per_tick == 500 and sc.start_hour == 1
     (f,) = sc.faults
-    assert (f.start_tick, f.end_tick) == (13, 18)                       # "ticks": 50 is cut at the phase's end
+    assert (f.start_tick, f.end_tick) == (13, 18)
     assert sc.faults_at(12) == () and sc.faults_at(18) == ()
     (at,) = sc.faults_at(13)
     assert at.kind is FaultKind.RETRY_STORM and at.merchant == "glowbox" and at.severity == 0.5
+    doc["phases"][1]["faults"][0]["ticks"] = 6                          # one tick past its phase: refused, not cut
+    with pytest.raises(ScenarioError, match="at most 5"):
+        parse_scenario(doc, U)
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"phases": [{"name": "x", "ticks": 2.5}]}, "'ticks' must be a whole number"),
-    ({"phases": [{"name": "x", "ticks": True}]}, "'ticks' must be a whole number"),          # a bool is not a number
-    ({"phases": [{"name": "x"}]}, "'ticks' must be at least 1"),
+    ({"phases": [{"name": "x", "ticks": 2.5}]}, "'ticks' must be at least 1 and at most 100,000 (a whole number)"),
+    ({"phases": [{"name": "x", "ticks": True}]}, "(a whole number), got True"),              # a bool is not a number
+    ({"phases": [{"name": "x"}]}, "needs 'ticks', a whole number from 1 to 100,000"),
+    ({"start_hour": 25, "phases": [{"name": "x", "ticks": 3}]}, "'start_hour' must be at least 0 and below 24"),
     ({"phases": ["calm"]}, "must be an object with 'name' and 'ticks'"),
     ({"phases": [{"name": "x", "ticks": 5, "faults": {"kind": "retry_storm"}}]}, "'faults' must be a list"),
     ({"phases": [{"name": "x", "ticks": 5, "faults": [{"kind": "retry_storm", "merchant": "glowbox"}]}]},

@@ -132,13 +132,20 @@ VALUES = st.one_of(st.sampled_from(HOSTILE).map(fresh), st.floats(), st.integers
                    st.floats(-1, 25), st.text(max_size=12), st.booleans(), st.none())
 
 
-@settings(max_examples=3000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(st.data())
-def test_mutated_scenarios_parse_within_bounds_or_are_refused_in_one_line(data):
+def mutated_scenario_parses_within_bounds_or_is_refused_in_one_line(data):
     doc = copy.deepcopy(data.draw(st.sampled_from(BASES)))
     for _ in range(data.draw(st.integers(1, 4))):
         doc = mutate(doc, lambda xs: data.draw(st.sampled_from(xs)), lambda: data.draw(VALUES))
     event(check(doc))
+
+
+def fuzz(examples: int):
+    return settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))(
+        given(st.data())(mutated_scenario_parses_within_bounds_or_is_refused_in_one_line))
+
+
+test_300_mutated_scenarios_parse_within_bounds_or_are_refused_in_one_line = fuzz(300)          # the inner loop
+test_mutated_scenarios_parse_within_bounds_or_are_refused_in_one_line = pytest.mark.slow(fuzz(3000))
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -123,6 +123,7 @@ def test_the_report_has_the_documented_shape(tmp_path):
     assert {"mode", "source", "universe", "incidents", "hypotheses", "totals", "llm"} <= set(report)
 
 
+@pytest.mark.slow     # run.py in a process per bad log
 @pytest.mark.parametrize("content, fragment", [
     ("hour,gateway,count\n2026-01-01 00:00:00,payu,5\n", "cannot tell the format"),      # half a row shape
     ("", "is empty"),                                                                      # an empty file
@@ -170,6 +171,7 @@ def test_rejected_rows_are_counted_by_reason_and_the_run_goes_on(tmp_path):
     assert report["rows"]["used"] == len(df) - 3
 
 
+@pytest.mark.slow     # run.py --replay in a process per preset
 @pytest.mark.parametrize("fixture", ["hyperswitch_payment_attempt.csv", "stripe_unified_payments.csv",
                                      "adyen_received_payment_details.csv", "events.csv.gz", "counts_hourly.csv"])
 def test_each_preset_replays_end_to_end(tmp_path, fixture):

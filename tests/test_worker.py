@@ -37,6 +37,7 @@ def ticking(state_dir, at_least=1):
     return doc is not None and doc.get("tick", -1) >= at_least
 
 
+@pytest.mark.slow     # a worker process per signal
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_stop(tmp_path, sig):
     p = start(tmp_path)
@@ -49,6 +50,7 @@ def test_graceful_stop(tmp_path, sig):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+@pytest.mark.slow     # two worker processes
 def test_one_writer_per_state_folder(tmp_path):
     p = start(tmp_path)
     try:
@@ -124,6 +126,7 @@ def test_kill_9_at_random_moments(tmp_path):
     assert any(e["event"] == "action_pending_approval" for e in events)
 
 
+@pytest.mark.slow     # worker processes
 def test_corrupt_state_is_moved_aside_and_the_rest_resumes(tmp_path):
     assert subprocess.run([sys.executable, "worker.py", "--state-dir", str(tmp_path), "--max-ticks", "3",
                            "--tick-seconds", "0.01"], cwd=ROOT, capture_output=True, timeout=60).returncode == 0
