@@ -71,3 +71,25 @@ def snaps():
         if t == 31:
             quiet = snap
     return quiet, snap
+
+
+@pytest.fixture(scope="session")
+def pending_agent():
+    """The demo scenario up to its first action held for a human: (agent, that action's id), once per session."""
+    from tests.helpers import demo_until_pending
+    return demo_until_pending()
+
+
+@pytest.fixture
+def agent(pending_agent):
+    """A fresh copy of that agent whose audit lines land in agent.audited."""
+    import copy
+    a = copy.deepcopy(pending_agent[0])
+    a.audited = []
+    a.executor.audit = a.audited.append
+    return a
+
+
+@pytest.fixture
+def pending(pending_agent):
+    return pending_agent[0].executor.actions[pending_agent[1]]

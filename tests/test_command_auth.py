@@ -1,7 +1,6 @@
 """Approvals a forger cannot make: the 0600 secret in state/, the signature on every command, the dashboard token."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import stat
@@ -16,27 +15,8 @@ from command_auth import (KEY_BYTES, KEY_FILE, KeyRefused, dashboard_token, load
                           verify)
 from commands import CommandLog, process_commands
 from state_writer import COMMANDS_DIR, write_command, write_json
-from tests.helpers import demo_until_pending
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pending_agent():
-    return demo_until_pending()
-
-
-@pytest.fixture
-def agent(pending_agent):
-    a = copy.deepcopy(pending_agent[0])
-    a.audited = []
-    a.executor.audit = a.audited.append
-    return a
-
-
-@pytest.fixture
-def pending(pending_agent):
-    return pending_agent[0].executor.actions[pending_agent[1]]
 
 
 def approve_doc(rec, **over) -> dict:

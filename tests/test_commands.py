@@ -1,7 +1,6 @@
 """Operator commands: state_writer.write_command drops them, commands.process_commands applies or refuses them."""
 from __future__ import annotations
 
-import copy
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,26 +11,9 @@ from clock import iso
 from command_auth import load_or_create_key
 from commands import COMMAND_MAX_AGE_S, CommandLog, apply_command, process_commands
 from state_writer import COMMANDS_DIR, write_command
-from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pending_agent():
-    """The demo scenario up to its first action held for a human."""
-    return demo_until_pending()
-
-
-@pytest.fixture
-def agent(pending_agent):
-    return copy.deepcopy(pending_agent[0])
-
-
-@pytest.fixture
-def pending(pending_agent):
-    return pending_agent[0].executor.actions[pending_agent[1]]
 
 
 def approve(rec, **over) -> dict:

@@ -2,7 +2,6 @@
 without a bound; the file is removed without following it. Seen ids survive a restart (state/seen_ids.json)."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -16,28 +15,9 @@ from clock import iso
 from command_auth import load_or_create_key, sign
 from commands import COMMAND_LOG, SEEN_FILE, SEEN_IDS, TEXT_MAX, CommandLog, process_commands
 from state_writer import COMMANDS_DIR, read_json, write_command
-from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pending_agent():
-    return demo_until_pending()
-
-
-@pytest.fixture
-def agent(pending_agent):
-    a = copy.deepcopy(pending_agent[0])
-    a.audited = []
-    a.executor.audit = a.audited.append
-    return a
-
-
-@pytest.fixture
-def pending(pending_agent):
-    return pending_agent[0].executor.actions[pending_agent[1]]
 
 
 @pytest.fixture

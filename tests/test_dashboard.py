@@ -27,7 +27,6 @@ from command_auth import dashboard_token, load_or_create_key
 from commands import CommandLog, process_commands
 from formatting import pct
 from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
-from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["Approval queue", "Traffic", "Hypotheses", "Current decision", "Incidents", "Action history", "Learning"]
@@ -37,9 +36,9 @@ LIVE = {"state": "running", "mode": "live", "tick_seconds": 1.0, "paused": False
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, pending_agent):
     """(state folder, agent) at the tick the demo's first high-risk action waits for approval."""
-    agent, _ = demo_until_pending()
+    agent = copy.deepcopy(pending_agent[0])
     folder = tmp_path_factory.mktemp("fixture")
     writer = StateWriter(folder, lambda: "2026-01-01T12:00:00Z")
     for name, doc in agent.state_documents(LIVE).items():

@@ -4,6 +4,7 @@ broken audit log, a request under a foreign Host (DNS rebinding), a session with
 Rendered through streamlit.testing.v1.AppTest on the demo's real state (as tests/test_dashboard.py does)."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -16,7 +17,6 @@ from streamlit.testing.v1 import AppTest
 import dashboard_access
 from command_auth import KEY_FILE, dashboard_token, load_or_create_key
 from state_writer import COMMANDS_DIR, StateWriter, read_json, write_json
-from tests.helpers import demo_until_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE = {"state": "running", "mode": "live", "tick_seconds": 1.0, "paused": False}
@@ -26,8 +26,8 @@ BUTTONS = re.compile(r"^(approve|reject)-|^pause-switch$")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    agent, _ = demo_until_pending()
+def world(tmp_path_factory, pending_agent):
+    agent = copy.deepcopy(pending_agent[0])
     folder = tmp_path_factory.mktemp("fixture")
     writer = StateWriter(folder, lambda: "2026-01-01T12:00:00Z")
     for name, doc in agent.state_documents(LIVE).items():
