@@ -66,8 +66,10 @@ def _parse_time(value) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def apply_command(agent: Agent, cmd: dict | None, tick: int, now: datetime, seen) -> tuple[bool, str]:
-    """Validate one operator command and apply it through the executor: (accepted, message). Never raises."""
+def apply_command(agent: Agent, cmd: dict | None, tick: int, now: datetime, seen,
+                  resume_held: str | None = None) -> tuple[bool, str]:
+    """Validate one operator command and apply it through the executor: (accepted, message). Never raises.
+    resume_held names why a resume cannot be taken now (a broken audit log waiting for an operator)."""
     if not isinstance(cmd, dict):
         return False, "refused: not a JSON object (malformed file)"
     if not isinstance(cmd.get("id"), str) or not cmd["id"]:
@@ -92,6 +94,8 @@ def apply_command(agent: Agent, cmd: dict | None, tick: int, now: datetime, seen
         return False, "refused: 'by' (who issued the command) is missing"
     if len(by) > TEXT_MAX:
         return False, f"refused: 'by' is longer than {TEXT_MAX} characters"
+    if kind == "resume" and resume_held:
+        return False, f"refused: {resume_held}"
     if kind in ("pause", "resume"):
         if agent.paused == (kind == "pause"):
             return False, f"refused: already {'paused' if agent.paused else 'running'}"
@@ -234,7 +238,8 @@ def _audit(agent: Agent, entry: dict) -> None:
                "reason": f"command {entry['id']} ({entry['file']}): {entry['message']}"})
 
 
-def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: datetime, log: CommandLog) -> list[dict]:
+def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: datetime, log: CommandLog,
+                     resume_held: str | None = None) -> list[dict]:
     """Apply the command files in state_dir/commands/, oldest first; log, count and audit each refusal; remove them."""
     folder = Path(state_dir) / COMMANDS_DIR
     read = [(entry, *_read(entry)) for entry in _entries(folder, log)]
@@ -250,7 +255,7 @@ def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: dateti
         elif (bad := command_auth.verify(log.key, c)) is not None:
             kind, accepted, message = "signature", False, f"refused: {bad}"
         else:
-            accepted, message = apply_command(agent, c, tick, now, log.seen)
+            accepted, message = apply_command(agent, c, tick, now, log.seen, resume_held)
             if valid_id(c.get("id")) and c["id"] not in log.seen:
                 log.remember(c["id"])
                 try:

@@ -301,7 +301,9 @@ class LiveLoop:
 
     def step(self, summarize: bool) -> None:
         """One tick: operator commands, traffic with the scheduled faults, the agent's step, bounded memory."""
-        process_commands(self.state_dir, self.agent, self.tick, datetime.now(timezone.utc), self.commands)
+        held = None if self.trust.ok else "the audit log is broken: automation stays paused until an operator runs " \
+                                           "python worker.py --accept-audit-break"
+        process_commands(self.state_dir, self.agent, self.tick, datetime.now(timezone.utc), self.commands, held)
         self.hold_while_untrusted()
         self.agent.step(self.sim.step(self.agent.control, self.schedule.faults_at(self.tick)))
         self.agent.prune()

@@ -102,7 +102,8 @@ def test_a_broken_log_is_kept_aside_never_replayed_and_pauses_automation_until_a
     assert status["audit"]["ok"] is False and "\n" not in status["audit"]["message"]
     assert "--accept-audit-break" in status["audit"]["message"]
     resumed = [c for c in read_json(state / "commands.json")["log"] if c["command"] == "resume"]
-    assert resumed and resumed[-1]["result"] == "accepted"                   # the operator did resume...
+    assert resumed and resumed[-1]["result"] == "refused"                    # said so to the operator, in one line
+    assert "--accept-audit-break" in resumed[-1]["message"]
     assert status["paused"] is True, "a resume must not lift the pause while the log is broken"
     assert verify_code(state) == 1
 
