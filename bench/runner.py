@@ -20,6 +20,16 @@ def _run_task(task: tuple[str, int, str]) -> tuple[tuple[str, int, str], Trace]:
     return task, run_policy(load_scenario(path, DEFAULT_UNIVERSE), seed, policy)
 
 
+def _pool(workers: int):
+    """Worker processes forked from a clean server that has imported the benchmark once, never from the caller:
+    forking a process whose other threads hold locks (a test run's, a Gemini lane's) can deadlock the child."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn").Pool(workers)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["bench.runner"])
+    return ctx.Pool(workers)
+
+
 def pick_quick(scenarios: dict[str, Scenario]) -> dict[str, Scenario]:
     """A small cross-section by content, never by name: a control and one single fault of three kinds."""
     want = [(), (FaultKind.ISSUER_DEGRADATION,), (FaultKind.LATENCY_SPIKE,), (FaultKind.RETRY_STORM,)]
@@ -38,8 +48,7 @@ def run_benchmark(scenarios: dict[str, Scenario], n_seeds: int, workers: int, pr
     tasks.sort(key=lambda t: -scenarios[t[0]].total_ticks * scenarios[t[0]].payments_per_tick)   # long runs first
     traces: dict[str, dict] = {path: {} for path in scenarios}
     started = time.perf_counter()
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    with _pool(workers) as pool:
         for done, ((path, seed, policy), tr) in enumerate(pool.imap_unordered(_run_task, tasks), 1):
             traces[path][policy, seed] = tr
             if progress is not None:
