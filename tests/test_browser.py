@@ -1,7 +1,7 @@
 """Browser test: worker.py and the dashboard run for real on 127.0.0.1, Chromium drives the page.
 
 The worker replays scenarios/demo.json fast (2,000 payments per 80 ms tick), so its
-retry-storm phase leaves a pending approval for the large merchant after ~12 s.
+retry-storm phase leaves a pending approval (pixelforge's suppression, the stronger fix) after ~12 s.
 The test reads the dashboard's token from its stderr, checks that the page opened
 without it has no buttons, opens it with the token (which the page never shows),
 checks that it renders without an exception, clicks Approve and watches the worker
