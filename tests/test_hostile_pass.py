@@ -1,0 +1,84 @@
+"""The pre-release hostile pass: each finding that broke a README guarantee, as a test that failed before its fix.
+
+The attacker can write the state folder (not secret.key): an audit.jsonl that is a FIFO, a link to /dev/zero or a
+dangling link to a file outside state/ must neither stall nor exhaust a start, nor be written through; a link
+swapped in while the worker runs must not be appended to.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import state_writer
+from state_writer import AuditLog, read_audit, verify_audit
+
+AUDIT_LINE_MAX = getattr(state_writer, "AUDIT_LINE_MAX", 1 << 20)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))   # /dev/zero read whole would take it all
+
+
+def _start(state, ticks=3):
+    return subprocess.run([sys.executable, "worker.py", "--state-dir", str(state), "--tick-seconds", "0.01",
+                           "--max-ticks", str(ticks), "--no-llm"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limit_memory)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "dangling_link_outside"])
+def test_a_hostile_audit_log_at_start_is_set_aside_never_read_nor_written_through(tmp_path, kind):
+    state, outside = tmp_path / "state", tmp_path / "outside.txt"
+    state.mkdir()
+    log = state / "audit.jsonl"
+    if kind == "fifo":
+        os.mkfifo(log)                                  # before: the start blocked in open() forever
+    elif kind == "dev_zero":
+        log.symlink_to("/dev/zero")                     # before: read_text() until MemoryError, a traceback
+    else:
+        log.symlink_to(outside)                         # before: the whole audit chain was written to outside.txt
+    try:
+        done = _start(state)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{kind}: the worker did not start within 60 s")
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert not outside.exists()
+    assert log.is_file() and not log.is_symlink()
+    aside = list(state.glob("audit.jsonl.broken-*"))
+    assert len(aside) == 1 and (aside[0].is_symlink() or not aside[0].is_file())
+    status = json.loads((state / "status.json").read_text())
+    assert status["audit"]["ok"] is False
+    assert verify_audit(log)[0]
+
+
+def test_a_link_swapped_in_while_running_is_never_appended_through(tmp_path):
+    state, outside = tmp_path / "state", tmp_path / "operators_file.txt"
+    state.mkdir()
+    outside.write_text("precious\n")
+    audit = AuditLog(state, lambda: "2026-01-01T00:00:00.000Z", "test")
+    audit.append({"event": "worker_start"})
+    (state / "audit.jsonl").unlink()
+    (state / "audit.jsonl").symlink_to(outside)
+    with pytest.raises(OSError):
+        audit.append({"event": "worker_stop"})          # fails the tick (caught, logged): nothing unaudited is done
+    assert outside.read_text() == "precious\n"
+    os.mkfifo(state / "fifo")
+    (state / "audit.jsonl").unlink()
+    (state / "audit.jsonl").symlink_to(state / "fifo")
+    with pytest.raises(OSError):
+        audit.append({"event": "worker_stop"})
+
+
+def test_an_endless_line_is_a_break_read_in_bounded_pieces(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    with open(log, "wb") as f:
+        f.write(b"x" * (3 * AUDIT_LINE_MAX))
+    ok, why = verify_audit(log)
+    assert not ok and "longer than" in why
+    assert read_audit(log) == []
