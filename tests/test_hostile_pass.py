@@ -82,3 +82,30 @@ def test_an_endless_line_is_a_break_read_in_bounded_pieces(tmp_path):
     ok, why = verify_audit(log)
     assert not ok and "longer than" in why
     assert read_audit(log) == []
+
+
+def test_commands_folder_swapped_for_a_link_after_listing_never_empties_the_linked_folder(tmp_path, monkeypatch):
+    """An attacker who can write state/ renames commands/ aside and links it to the operator's folder between the
+    worker's listing and its reads and removals: before, the worker deleted the operator's files of those names."""
+    import commands
+    from datetime import datetime, timezone
+    state, victim = tmp_path / "state", tmp_path / "operators_folder"
+    (state / "commands").mkdir(parents=True)
+    victim.mkdir()
+    for n in range(5):
+        (state / "commands" / f"c{n}.json").write_text("{}")
+        (victim / f"c{n}.json").write_text('{"keep": true}')
+    listed = commands._entries
+
+    def list_then_swap(*args):
+        found = listed(*args)
+        (state / "commands").rename(state / "real")
+        (state / "commands").symlink_to(victim)
+        return found
+
+    monkeypatch.setattr(commands, "_entries", list_then_swap)
+    done = commands.process_commands(state, object(), 1, datetime.now(timezone.utc), commands.CommandLog())
+    assert len(done) == 5 and all(r["result"] == "refused" for r in done)
+    assert sorted(p.name for p in victim.iterdir()) == [f"c{n}.json" for n in range(5)]
+    assert all(p.read_text() == '{"keep": true}' for p in victim.iterdir())
+    assert list((state / "real").iterdir()) == []        # the worker's own folder (held open) was emptied instead
