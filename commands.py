@@ -40,6 +40,7 @@ COMMAND_MAX_DEPTH = 4         # a command is a flat object
 COMMANDS_PER_TICK = 100       # files looked at per tick; the rest wait for the next tick
 AUDITED_PER_TICK = 10         # refusals audited one by one per tick; more are summed in one line
 TEXT_MAX = 200                # characters kept of any string from a command file
+SWITCHES = ("pause", "resume")
 ENTRY_KEYS = ("id", "file", "command", "action_id", "by", "issued_at", "processed_at", "tick", "result", "message")
 
 
@@ -127,6 +128,11 @@ class CommandLog:
     key_problem: str = "no secret loaded"
     refusals: dict = field(default_factory=lambda: {"file": 0, "signature": 0, "command": 0})
     ignored: set = field(default_factory=set)    # (name, inode) of entries that could not be removed: warned once
+    last_switch: datetime | None = None          # issue time of the last pause or resume applied
+
+    def switched(self, issued: datetime | None) -> None:
+        if issued is not None and (self.last_switch is None or issued > self.last_switch):
+            self.last_switch = issued
 
     def add(self, entry: dict) -> None:
         self.entries.append(entry)
@@ -153,6 +159,8 @@ class CommandLog:
                 log.add({k: short(e.get(k)) for k in ENTRY_KEYS})
                 if valid_id(e.get("id")) and e["id"] not in log.seen:
                     log.remember(e["id"])
+                if e.get("result") == "accepted" and e.get("command") in SWITCHES:
+                    log.switched(_parse_time(e.get("issued_at")))
         return log
 
     @classmethod
@@ -252,6 +260,19 @@ def _audit(agent: Agent, entry: dict) -> None:
                "reason": f"command {entry['id']} ({entry['file']}): {entry['message']}"})
 
 
+def _out_of_order(cmd: dict, log: CommandLog) -> str | None:
+    """A pause or resume issued before the last one applied: someone who can write commands/ held it back (it is
+    signed and never seen, so the id alone does not stop it) to release it later and undo the operator's latest
+    switch. Refused, with the reason; None when in order."""
+    issued = _parse_time(cmd.get("issued_at"))
+    if cmd.get("command") not in SWITCHES or issued is None or log.last_switch is None or issued >= log.last_switch:
+        return None
+    if cmd.get("id") in log.seen:
+        return None                                      # apply_command refuses it as replayed
+    return (f"refused: out of order: issued {iso(issued)}, before the last pause or resume applied "
+            f"({iso(log.last_switch)}); send it again")
+
+
 def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: datetime, log: CommandLog,
                      resume_held: str | None = None) -> list[dict]:
     """Apply the command files in state_dir/commands/, oldest first; log, count and audit each refusal; remove them."""
@@ -279,8 +300,14 @@ def _process(state_dir, agent: Agent, tick: int, now: datetime, log: CommandLog,
             kind, accepted, message = "signature", False, f"refused: no usable secret ({log.key_problem})"
         elif (bad := command_auth.verify(log.key, c)) is not None:
             kind, accepted, message = "signature", False, f"refused: {bad}"
+        elif (late := _out_of_order(c, log)) is not None:
+            accepted, message = False, late
+            if valid_id(c.get("id")) and c["id"] not in log.seen:
+                log.remember(c["id"])
         else:
             accepted, message = apply_command(agent, c, tick, now, log.seen, resume_held)
+            if accepted and c.get("command") in SWITCHES:
+                log.switched(_parse_time(c.get("issued_at")))
             if valid_id(c.get("id")) and c["id"] not in log.seen:
                 log.remember(c["id"])
                 try:
@@ -296,7 +323,7 @@ def _process(state_dir, agent: Agent, tick: int, now: datetime, log: CommandLog,
         done.append(record)
         if not accepted:
             log.refusals[kind] += 1
-            if kind != "command" or "replayed" in message:
+            if kind != "command" or "replayed" in message or "out of order" in message:
                 audited += 1
                 if audited <= AUDITED_PER_TICK:
                     _audit(agent, record)

@@ -54,12 +54,12 @@ def dumps(doc) -> str:
     return json.dumps(_clean(doc), allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
-def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
+def write_json(path: str | Path, doc: dict, generated_at: str, mode: int = 0o644) -> None:
     """Atomically replace `path` with `doc` plus schema_version and generated_at."""
-    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}))
+    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}), mode)
 
 
-def write_text_atomic(path: str | Path, body: str) -> None:
+def write_text_atomic(path: str | Path, body: str, mode: int = 0o644) -> None:
     """Replace `path` with `body` so that a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def write_text_atomic(path: str | Path, body: str) -> None:
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -101,7 +101,8 @@ def write_command(state_dir: str | Path, command: dict, key: bytes | None = None
         raise ValueError(f"command id must be 1-64 letters, digits or dashes, got {cid!r}")
     path = Path(state_dir) / COMMANDS_DIR / f"{cid}.json"
     stamped = {"schema_version": SCHEMA_VERSION, "generated_at": str(doc.get("issued_at", "")), **doc}
-    write_json(path, command_auth.sign(key, stamped) if key is not None else stamped, stamped["generated_at"])
+    write_json(path, command_auth.sign(key, stamped) if key is not None else stamped, stamped["generated_at"],
+               0o600)                     # a signed command is a bearer token: no other user may read and keep it
     return path
 
 

@@ -109,3 +109,59 @@ def test_commands_folder_swapped_for_a_link_after_listing_never_empties_the_link
     assert sorted(p.name for p in victim.iterdir()) == [f"c{n}.json" for n in range(5)]
     assert all(p.read_text() == '{"keep": true}' for p in victim.iterdir())
     assert list((state / "real").iterdir()) == []        # the worker's own folder (held open) was emptied instead
+
+
+def _switch(state, key, kind, issued):
+    from state_writer import write_command
+    return write_command(state, {"command": kind, "by": "alice", "issued_at": issued}, key)
+
+
+def test_a_signed_command_file_is_readable_by_its_owner_only(tmp_path):
+    """A signed command is a bearer token until the worker has seen its id: another local user who can list
+    state/commands/ must not be able to read and keep a copy (to replay it once its id is forgotten)."""
+    from command_auth import load_or_create_key
+    state = tmp_path / "state"
+    path = _switch(state, load_or_create_key(state), "resume", "2026-01-01T00:00:00.000Z")
+    assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_a_pause_or_resume_held_back_and_released_after_a_later_one_is_refused(tmp_path):
+    """Someone who can write state/commands/ moves the operator's resume aside (never read, so never seen), waits
+    until the operator has resumed again and then paused, and puts it back within 15 minutes: before, automation
+    resumed against the operator's latest pause. Also after a restart (from commands.json)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from datetime import datetime, timedelta, timezone
+    from live_run import live, run_ticks
+    import commands
+    import worker
+    from command_auth import load_or_create_key
+    state = tmp_path / "state"
+    state.mkdir()
+    key = load_or_create_key(state)
+    loop = live(state)
+    run_ticks(loop, 2)
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
+    at = lambda s: (t0 + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    _switch(state, key, "pause", at(0))
+    run_ticks(loop, 1)
+    withheld = _switch(state, key, "resume", at(10))
+    aside = tmp_path / "attacker"
+    aside.mkdir()
+    withheld.rename(aside / withheld.name)                       # the attacker holds the first resume back
+    _switch(state, key, "resume", at(20))                         # the operator, seeing nothing, resumes again
+    run_ticks(loop, 1)
+    _switch(state, key, "pause", at(30))                          # and later pauses
+    run_ticks(loop, 1)
+    assert loop.agent.paused
+    (aside / withheld.name).rename(withheld)                      # released, 4 minutes old, never seen
+    run_ticks(loop, 1)
+    assert loop.agent.paused, "a held-back resume undid the operator's later pause"
+    entry = json.loads((state / "commands.json").read_text())["log"][-1]
+    assert entry["result"] == "refused" and "out of order" in entry["message"]
+    assert any(e.get("event") == "command_refused" and "out of order" in e.get("reason", "")
+               for e in read_audit(state / "audit.jsonl"))
+    log = commands.CommandLog.load(json.loads((state / "commands.json").read_text()))
+    assert log.last_switch is not None and worker.utc_now() > at(30)
+    assert commands._out_of_order({"command": "resume", "id": "x1", "issued_at": at(25)}, log)
+    assert commands._out_of_order({"command": "resume", "id": "x2", "issued_at": at(31)}, log) is None
