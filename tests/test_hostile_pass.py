@@ -165,3 +165,12 @@ def test_a_pause_or_resume_held_back_and_released_after_a_later_one_is_refused(t
     assert log.last_switch is not None and worker.utc_now() > at(30)
     assert commands._out_of_order({"command": "resume", "id": "x1", "issued_at": at(25)}, log)
     assert commands._out_of_order({"command": "resume", "id": "x2", "issued_at": at(31)}, log) is None
+
+
+@pytest.mark.parametrize("host", ["[::1].evil.example", "[::1]x:8501", "127.0.0.1:80@evil.example",
+                                  "localhost:8501/evil", "[localhost].evil:1", "localhost:85a1"])
+def test_a_host_with_more_than_a_loopback_name_and_port_is_refused(host):
+    import dashboard_access
+    assert dashboard_access.host_allowed(host) is False
+    for ok in ("localhost:8501", "[::1]:8501", "[::1]", "127.0.0.1", "LOCALHOST", " localhost "):
+        assert dashboard_access.host_allowed(ok) is True
