@@ -139,7 +139,15 @@ def acquire_lock(state_dir: str | Path, who: str):
     import fcntl
     path = Path(state_dir)
     path.mkdir(parents=True, exist_ok=True)
-    f = open(path / ".lock", "a+")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:                                     # never through a link: "a+" truncated whatever file .lock pointed to
+        fd = os.open(path / ".lock", flags, 0o644)
+    except OSError as e:
+        raise StateLocked(f"{path}/.lock cannot be opened ({e.strerror}; a symlink?): remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateLocked(f"{path}/.lock is not a regular file (a FIFO or device?): remove it")
+    f = os.fdopen(fd, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -162,15 +170,15 @@ AUDIT_LINE_MAX = 1 << 20        # bytes in one audit line; ours are under 10 KB:
 
 
 def open_audit(path: str | Path, append: bool = False):
-    """A binary file object on the audit log, only if it is a regular file reached without following a symlink
+    """A binary file object on the audit log (or another log of ours: errors.log), only if it is a regular file reached without following a symlink
     (a FIFO never blocks, /dev/zero is never read); OSError otherwise. append: for writing, created 0644 if absent."""
-    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    fd = os.open(path, flags, 0o644)
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
+    fd = os.open(path, flags, 0o644)         # a FIFO: ENXIO (writing, no reader) or opened at once (reading)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file (a FIFO or device?)")
-        if not append and hasattr(os, "set_blocking"):
+        if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "ab" if append else "rb")
     except BaseException:

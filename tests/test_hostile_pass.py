@@ -174,3 +174,37 @@ def test_a_host_with_more_than_a_loopback_name_and_port_is_refused(host):
     assert dashboard_access.host_allowed(host) is False
     for ok in ("localhost:8501", "[::1]:8501", "[::1]", "127.0.0.1", "LOCALHOST", " localhost "):
         assert dashboard_access.host_allowed(ok) is True
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_hostile_lock_file_is_one_line_and_never_truncates_what_it_points_to(tmp_path, kind):
+    """state/.lock planted as a link to the operator's file: before, the start opened it "a+" and truncated that
+    file to "worker.py (pid N)"; as a FIFO, a traceback (not seekable)."""
+    state, victim = tmp_path / "state", tmp_path / "operators_file.txt"
+    state.mkdir()
+    victim.write_text("precious\n")
+    if kind == "link":
+        (state / ".lock").symlink_to(victim)
+    else:
+        os.mkfifo(state / ".lock")
+    done = _start(state, 1)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ".lock" in done.stderr.strip().splitlines()[-1]
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "directory"])
+def test_a_hostile_errors_log_neither_receives_a_traceback_nor_stops_the_tick_guard(tmp_path, kind):
+    import worker
+    victim = tmp_path / "operators_file.txt"
+    victim.write_text("precious\n")
+    log = tmp_path / "errors.log"
+    if kind == "link":
+        log.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(log)                                 # before: open(..., "a") blocked the worker forever
+    else:
+        log.mkdir()                                    # before: IsADirectoryError out of the tick boundary
+    guard = worker.TickGuard(log)
+    assert guard.failed(7, RuntimeError("boom")) is False
+    assert guard.total == 1 and victim.read_text() == "precious\n"
