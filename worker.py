@@ -38,7 +38,7 @@ import llm_reasoner
 from agent import Agent, AgentSettings
 from audit_trust import HEAD_FILE, accept_break, check, open_log
 from clock import utc_now
-from commands import CommandLog, process_commands
+from commands import CommandLog, process_commands, short
 from merchant_profiles import DEFAULT_UNIVERSE
 from scenario import (
     MAX_PAYMENTS_PER_TICK,
@@ -360,8 +360,13 @@ class LiveLoop:
                 stopper_sleep(stopper, delay)
             elif delay <= 0:
                 next_at = time.monotonic()
-        self.write_state("stopped")
-        self.audit.append({"event": "worker_stop", "reason": f"stopped after {ran} ticks at tick {self.tick - 1}"})
+        try:
+            self.write_state("stopped")
+            self.audit.append({"event": "worker_stop", "reason": f"stopped after {ran} ticks at tick {self.tick - 1}"})
+        except OSError as e:                          # audit.jsonl swapped for a link or FIFO, a full disk: one line
+            print(f"worker: stopped after {ran} ticks, but the stop could not be recorded: {e.strerror} "
+                  f"({short(getattr(e, 'filename', None) or '')})", file=sys.stderr)
+            return 1
         print(f"worker: stopped after {ran} ticks", file=sys.stderr)
         return 0
 

@@ -208,3 +208,29 @@ def test_a_hostile_errors_log_neither_receives_a_traceback_nor_stops_the_tick_gu
     guard = worker.TickGuard(log)
     assert guard.failed(7, RuntimeError("boom")) is False
     assert guard.total == 1 and victim.read_text() == "precious\n"
+
+
+def test_audit_log_swapped_for_a_link_while_running_stops_in_one_line_and_writes_nothing_through(tmp_path):
+    """Swapped mid-run, the log is never appended through the link; SIGTERM still ends the worker in one line (the
+    stop cannot be recorded: exit 1), not a traceback, and the linked file is untouched."""
+    import signal
+    import time
+    state, victim = tmp_path / "state", tmp_path / "operators_file.txt"
+    state.mkdir()
+    victim.write_text("precious\n")
+    proc = subprocess.Popen([sys.executable, "worker.py", "--state-dir", str(state), "--tick-seconds", "0.02",
+                             "--no-llm"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "status.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (state / "audit.jsonl").rename(state / "audit.real")
+        (state / "audit.jsonl").symlink_to(victim)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err
+    assert proc.returncode == 1 and "the stop could not be recorded" in err.strip().splitlines()[-1]
+    assert victim.read_text() == "precious\n"
