@@ -234,3 +234,31 @@ def test_audit_log_swapped_for_a_link_while_running_stops_in_one_line_and_writes
     assert "Traceback" not in err
     assert proc.returncode == 1 and "the stop could not be recorded" in err.strip().splitlines()[-1]
     assert victim.read_text() == "precious\n"
+
+
+def test_an_approval_binds_the_parameters_shown_not_the_hash_beside_them(tmp_path):
+    """Whoever can write actions.json shows a held 'suppress retries at globemart' as one at another merchant, next
+    to the real params_hash: before, the dashboard's approval carried that hash and the real action ran."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_run import live, run_ticks
+    import dashboard_text
+    import worker
+    from actions import Status, params_hash
+    from command_auth import load_or_create_key
+    from state_writer import write_command
+    state = tmp_path / "state"
+    state.mkdir()
+    key = load_or_create_key(state)
+    loop = live(state)
+    run_ticks(loop, 100)
+    shown = json.loads((state / "actions.json").read_text())["pending"]
+    honest = shown[0]
+    assert dashboard_text.make_command("approve", "ops", worker.utc_now(), honest)["params_hash"] == \
+        honest["params_hash"] == params_hash(honest["action"], honest["target"], honest["params"])
+    forged = {**honest, "target": {k: "some-other-name" for k in honest["target"]}}   # the real hash stays beside it
+    write_command(state, dashboard_text.make_command("approve", "ops", worker.utc_now(), forged), key)
+    run_ticks(loop, 1)
+    assert loop.agent.executor.actions[honest["id"]].status is Status.PENDING_APPROVAL
+    entry = json.loads((state / "commands.json").read_text())["log"][-1]
+    assert entry["result"] == "refused" and "other parameters" in entry["message"]
