@@ -26,7 +26,7 @@ from pathlib import Path
 
 from safe_json import JsonRefused, load_json
 from state_load import CHAIN_START, checkpoint_reason, control_doc_reason, head_reason
-from state_writer import AUDIT_FILE, AuditLog, read_json, verify_audit, write_json
+from state_writer import AUDIT_FILE, AuditLog, open_audit, read_json, verify_audit, write_json
 
 HEAD_FILE = "audit_head.json"          # {seq, hash}: the log's head, kept outside the log
 BROKEN_FILE = "audit_broken.json"      # present while a broken chain waits for an operator
@@ -74,7 +74,7 @@ def check(state_dir: Path) -> AuditTrust:
     flag = broken_flag(state_dir)
     head = anchor(state_dir, ignore=(flag or {}).get("old_head"))
     log = state_dir / AUDIT_FILE
-    if not log.exists():
+    if not log.is_symlink() and not log.exists():
         if head is not None and head["seq"] > 0:
             return AuditTrust(False, f"the audit log is missing but state recorded seq {head['seq']}")
         ok, message = True, "no audit log yet"
@@ -91,7 +91,7 @@ def set_aside(state_dir: Path, message: str, stamp: str) -> dict:
     is completed on the next start (finish_set_aside)."""
     old_head = anchor(state_dir, ignore=(broken_flag(state_dir) or {}).get("old_head"))
     log, aside = state_dir / AUDIT_FILE, None
-    if log.exists():
+    if log.exists() or log.is_symlink():
         aside = state_dir / f"{AUDIT_FILE}.broken-{stamp}"
         n = 1
         while aside.exists():
@@ -108,7 +108,7 @@ def finish_set_aside(state_dir: Path, flag: dict | None) -> None:
     """A break recorded but its log not yet renamed (a kill in set_aside): rename it now, if it is that log."""
     log = state_dir / AUDIT_FILE
     name = (flag or {}).get("log")
-    if isinstance(name, str) and "/" not in name and log.exists() and not (state_dir / name).exists() \
+    if isinstance(name, str) and "/" not in name and (log.exists() or log.is_symlink()) and not (state_dir / name).exists() \
             and flag.get("sha256") == _sha256(log):
         log.rename(state_dir / name)
 
@@ -163,7 +163,7 @@ def _chain_ok(state_dir: Path, flag: dict) -> tuple[bool, str]:
     """With a break recorded: is the new chain itself intact (against heads written since)?"""
     log = state_dir / AUDIT_FILE
     head = anchor(state_dir, ignore=flag.get("old_head"))
-    if not log.exists():
+    if not log.exists() and not log.is_symlink():
         return head is None or head["seq"] == 0, "the new chain is missing"
     return verify_audit(log, head)
 
@@ -201,9 +201,13 @@ def accept_break(state_dir: Path, reason: str, stamp: str, clock) -> tuple[int, 
 
 
 def _sha256(path: Path) -> str:
+    """The file's sha256; for a symlink, FIFO or device (never followed nor read) what it is instead."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open_audit(path) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        return f"not read: {e.strerror}"
     return h.hexdigest()
 

@@ -40,6 +40,7 @@ COMMAND_MAX_DEPTH = 4         # a command is a flat object
 COMMANDS_PER_TICK = 100       # files looked at per tick; the rest wait for the next tick
 AUDITED_PER_TICK = 10         # refusals audited one by one per tick; more are summed in one line
 TEXT_MAX = 200                # characters kept of any string from a command file
+SWITCHES = ("pause", "resume")
 ENTRY_KEYS = ("id", "file", "command", "action_id", "by", "issued_at", "processed_at", "tick", "result", "message")
 
 
@@ -127,6 +128,11 @@ class CommandLog:
     key_problem: str = "no secret loaded"
     refusals: dict = field(default_factory=lambda: {"file": 0, "signature": 0, "command": 0})
     ignored: set = field(default_factory=set)    # (name, inode) of entries that could not be removed: warned once
+    last_switch: datetime | None = None          # issue time of the last pause or resume applied
+
+    def switched(self, issued: datetime | None) -> None:
+        if issued is not None and (self.last_switch is None or issued > self.last_switch):
+            self.last_switch = issued
 
     def add(self, entry: dict) -> None:
         self.entries.append(entry)
@@ -153,6 +159,8 @@ class CommandLog:
                 log.add({k: short(e.get(k)) for k in ENTRY_KEYS})
                 if valid_id(e.get("id")) and e["id"] not in log.seen:
                     log.remember(e["id"])
+                if e.get("result") == "accepted" and e.get("command") in SWITCHES:
+                    log.switched(_parse_time(e.get("issued_at")))
         return log
 
     @classmethod
@@ -181,16 +189,31 @@ def _stamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S")
 
 
-def _entries(folder: Path, log: CommandLog) -> list[os.DirEntry]:
+def _open_folder(folder: Path, log: CommandLog) -> int | None:
+    """commands/ opened as a directory without following a link: every later open, unlink and rename is relative to
+    this descriptor, so the folder swapped for a link to another directory meanwhile is never read nor emptied."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        dfd = os.open(folder, flags)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        dfd = None
+    if dfd is not None and stat.S_ISDIR(os.fstat(dfd).st_mode):
+        return dfd
+    if dfd is not None:
+        os.close(dfd)
+    if ("<folder>", 0) not in log.ignored:
+        log.ignored.add(("<folder>", 0))
+        print(f"worker: warning: {folder} is not a directory (a symlink?): no command is read from it",
+              file=sys.stderr)
+    return None
+
+
+def _entries(dfd: int, log: CommandLog) -> list[os.DirEntry]:
     """Up to COMMANDS_PER_TICK command entries by name; temporary (hidden) and other names are not commands."""
     try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            if ("<folder>", 0) not in log.ignored:
-                log.ignored.add(("<folder>", 0))
-                print(f"worker: warning: {folder} is not a directory (a symlink?): no command is read from it",
-                      file=sys.stderr)
-            return []
-        with os.scandir(folder) as it:
+        with os.scandir(dfd) as it:
             found = [e for e in it if e.name.endswith(".json") and not e.name.startswith(".")]
     except OSError:
         return []
@@ -198,7 +221,7 @@ def _entries(folder: Path, log: CommandLog) -> list[os.DirEntry]:
     return sorted(found, key=lambda e: e.name)[:COMMANDS_PER_TICK]
 
 
-def _read(entry: os.DirEntry) -> tuple[dict | None, str | None]:
+def _read(entry: os.DirEntry, dfd: int) -> tuple[dict | None, str | None]:
     """(command, None) or (None, one-line reason): what is in the file, read only as a bounded regular file."""
     if entry.is_symlink():
         return None, "a symlink (never followed)"
@@ -207,27 +230,26 @@ def _read(entry: os.DirEntry) -> tuple[dict | None, str | None]:
     if not entry.is_file(follow_symlinks=False):
         return None, "not a regular file (FIFO, socket or device)"
     try:
-        doc = load_json(entry.path, COMMAND_MAX_BYTES, COMMAND_MAX_DEPTH)
+        doc = load_json(entry.name, COMMAND_MAX_BYTES, COMMAND_MAX_DEPTH, dir_fd=dfd)
     except JsonRefused as e:
         return None, str(e).split(": ", 1)[-1]
     return (doc, None) if isinstance(doc, dict) else (None, "not a JSON object (malformed file)")
 
 
-def _discard(entry: os.DirEntry, now: datetime, log: CommandLog) -> None:
+def _discard(entry: os.DirEntry, now: datetime, log: CommandLog, dfd: int, folder: Path) -> None:
     """Remove a processed or refused entry without following it: a directory is renamed aside, anything else
     unlinked (a symlink's link, never its target). What cannot be removed is skipped from now on, with one warning."""
-    path = Path(entry.path)
     try:
         if entry.is_dir(follow_symlinks=False):
-            path.rename(path.with_name(f"{path.name}.refused-{_stamp(now)}-{entry.inode()}"))
+            os.rename(entry.name, f"{entry.name}.refused-{_stamp(now)}-{entry.inode()}", src_dir_fd=dfd, dst_dir_fd=dfd)
         else:
-            os.unlink(path)
+            os.unlink(entry.name, dir_fd=dfd)
     except FileNotFoundError:
         pass
     except OSError as e:
         if len(log.ignored) < SEEN_IDS:                  # past that, such entries are retried (and refused) each tick
             log.ignored.add((entry.name, entry.inode()))
-        print(f"worker: warning: cannot remove {short(entry.name)} from {path.parent} ({e.strerror}): "
+        print(f"worker: warning: cannot remove {short(entry.name)} from {folder} ({e.strerror}): "
               "it is ignored from now on; remove it by hand", file=sys.stderr)
 
 
@@ -238,11 +260,35 @@ def _audit(agent: Agent, entry: dict) -> None:
                "reason": f"command {entry['id']} ({entry['file']}): {entry['message']}"})
 
 
+def _out_of_order(cmd: dict, log: CommandLog) -> str | None:
+    """A pause or resume issued before the last one applied: someone who can write commands/ held it back (it is
+    signed and never seen, so the id alone does not stop it) to release it later and undo the operator's latest
+    switch. Refused, with the reason; None when in order."""
+    issued = _parse_time(cmd.get("issued_at"))
+    if cmd.get("command") not in SWITCHES or issued is None or log.last_switch is None or issued >= log.last_switch:
+        return None
+    if cmd.get("id") in log.seen:
+        return None                                      # apply_command refuses it as replayed
+    return (f"refused: out of order: issued {iso(issued)}, before the last pause or resume applied "
+            f"({iso(log.last_switch)}); send it again")
+
+
 def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: datetime, log: CommandLog,
                      resume_held: str | None = None) -> list[dict]:
     """Apply the command files in state_dir/commands/, oldest first; log, count and audit each refusal; remove them."""
     folder = Path(state_dir) / COMMANDS_DIR
-    read = [(entry, *_read(entry)) for entry in _entries(folder, log)]
+    dfd = _open_folder(folder, log)
+    if dfd is None:
+        return []
+    try:
+        return _process(state_dir, agent, tick, now, log, resume_held, folder, dfd)
+    finally:
+        os.close(dfd)
+
+
+def _process(state_dir, agent: Agent, tick: int, now: datetime, log: CommandLog, resume_held: str | None,
+             folder: Path, dfd: int) -> list[dict]:
+    read = [(entry, *_read(entry, dfd)) for entry in _entries(dfd, log)]
     read.sort(key=lambda r: (str(r[1].get("issued_at", "")) if r[1] else "", r[0].name))
     done, audited = [], 0
     for entry, cmd, problem in read:
@@ -254,8 +300,14 @@ def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: dateti
             kind, accepted, message = "signature", False, f"refused: no usable secret ({log.key_problem})"
         elif (bad := command_auth.verify(log.key, c)) is not None:
             kind, accepted, message = "signature", False, f"refused: {bad}"
+        elif (late := _out_of_order(c, log)) is not None:
+            accepted, message = False, late
+            if valid_id(c.get("id")) and c["id"] not in log.seen:
+                log.remember(c["id"])
         else:
             accepted, message = apply_command(agent, c, tick, now, log.seen, resume_held)
+            if accepted and c.get("command") in SWITCHES:
+                log.switched(_parse_time(c.get("issued_at")))
             if valid_id(c.get("id")) and c["id"] not in log.seen:
                 log.remember(c["id"])
                 try:
@@ -271,11 +323,11 @@ def process_commands(state_dir: str | Path, agent: Agent, tick: int, now: dateti
         done.append(record)
         if not accepted:
             log.refusals[kind] += 1
-            if kind != "command" or "replayed" in message:
+            if kind != "command" or "replayed" in message or "out of order" in message:
                 audited += 1
                 if audited <= AUDITED_PER_TICK:
                     _audit(agent, record)
-        _discard(entry, now, log)
+        _discard(entry, now, log, dfd, folder)
         print(f"worker: command {record['id']} ({record['command']} {record['action_id'] or ''}) by {record['by']}: "
               f"{record['message']}", file=sys.stderr)
     if audited > AUDITED_PER_TICK:

@@ -13,11 +13,17 @@ HOSTS_ENV = "PAYOPS_DASHBOARD_HOSTS"     # comma-separated extra host names, for
 
 
 def host_name(host: str) -> str:
-    """'[::1]:8501' -> '::1', 'LocalHost:8501' -> 'localhost', '127.0.0.1' -> '127.0.0.1'."""
+    """'[::1]:8501' -> '::1', 'LocalHost:8501' -> 'localhost', '127.0.0.1' -> '127.0.0.1'. Anything after the name
+    but a port ('[::1].evil', '127.0.0.1:80@evil', 'localhost:8501/x') leaves the header whole, so it matches no name."""
     h = host.strip().lower()
     if h.startswith("["):
-        return h[1:h.index("]")] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+        end = h.find("]")
+        rest = h[end + 1:] if end > 0 else None
+        return h[1:end] if rest is not None and (rest == "" or (rest[:1] == ":" and rest[1:].isdigit())) else h
+    if h.count(":") == 1:
+        name, port = h.split(":")
+        return name if port.isdigit() or port == "" else h
+    return h
 
 
 def extra_hosts(setting: str | None) -> tuple[str, ...]:

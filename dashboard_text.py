@@ -174,8 +174,19 @@ def make_command(kind: str, by: str, issued_at: str, action: dict | None = None)
     if action is not None:
         cmd["action_id"] = action["id"]
         if kind == "approve":
-            cmd["params_hash"] = action["params_hash"]
+            cmd["params_hash"] = shown_hash(action)
     return cmd
+
+
+def shown_hash(action: dict) -> str:
+    """The hash of the action type, target and parameters as the page shows them (actions.params_hash's formula),
+    never the params_hash field beside them: whoever can write actions.json could show other parameters next to
+    the real hash, and an approval would then run what was not shown. Shown and real differ: the worker refuses."""
+    import hashlib
+    import json
+    blob = json.dumps({"action": action.get("action"), "target": action.get("target"), "params": action.get("params")},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def advice_text(rec: dict | None) -> str:

@@ -22,11 +22,12 @@ class JsonRefused(ValueError):
     """The file was not read, or not accepted as JSON; str() is the one-line reason."""
 
 
-def read_bytes(path: str | Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file (no symlink, no FIFO, no device), at most max_bytes, or JsonRefused."""
+def read_bytes(path: str | Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
+    """The bytes of a regular file (no symlink, no FIFO, no device), at most max_bytes, or JsonRefused. dir_fd: path
+    is a name inside that open directory (so a directory swapped for a link meanwhile is never followed)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         raise JsonRefused(f"{Path(path).name}: missing") from None
     except OSError as e:                      # ELOOP: a symlink; EACCES; ENXIO: a FIFO without writer
@@ -81,9 +82,10 @@ def loads(text: str | bytes, max_depth: int = MAX_DEPTH):
     return doc
 
 
-def load_json(path: str | Path, max_bytes: int = MAX_STATE_BYTES, max_depth: int = MAX_DEPTH):
+def load_json(path: str | Path, max_bytes: int = MAX_STATE_BYTES, max_depth: int = MAX_DEPTH,
+              dir_fd: int | None = None):
     """read_bytes then loads: the document, or JsonRefused naming the file and why."""
-    data = read_bytes(path, max_bytes)
+    data = read_bytes(path, max_bytes, dir_fd)
     try:
         return loads(data, max_depth)
     except JsonRefused as e:

@@ -12,9 +12,11 @@ state/commands/, and worker.py validates and applies it on its next tick.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -52,12 +54,12 @@ def dumps(doc) -> str:
     return json.dumps(_clean(doc), allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
-def write_json(path: str | Path, doc: dict, generated_at: str) -> None:
+def write_json(path: str | Path, doc: dict, generated_at: str, mode: int = 0o644) -> None:
     """Atomically replace `path` with `doc` plus schema_version and generated_at."""
-    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}))
+    write_text_atomic(path, dumps({"schema_version": SCHEMA_VERSION, "generated_at": generated_at, **doc}), mode)
 
 
-def write_text_atomic(path: str | Path, body: str) -> None:
+def write_text_atomic(path: str | Path, body: str, mode: int = 0o644) -> None:
     """Replace `path` with `body` so that a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def write_text_atomic(path: str | Path, body: str) -> None:
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -99,7 +101,8 @@ def write_command(state_dir: str | Path, command: dict, key: bytes | None = None
         raise ValueError(f"command id must be 1-64 letters, digits or dashes, got {cid!r}")
     path = Path(state_dir) / COMMANDS_DIR / f"{cid}.json"
     stamped = {"schema_version": SCHEMA_VERSION, "generated_at": str(doc.get("issued_at", "")), **doc}
-    write_json(path, command_auth.sign(key, stamped) if key is not None else stamped, stamped["generated_at"])
+    write_json(path, command_auth.sign(key, stamped) if key is not None else stamped, stamped["generated_at"],
+               0o600)                     # a signed command is a bearer token: no other user may read and keep it
     return path
 
 
@@ -136,7 +139,15 @@ def acquire_lock(state_dir: str | Path, who: str):
     import fcntl
     path = Path(state_dir)
     path.mkdir(parents=True, exist_ok=True)
-    f = open(path / ".lock", "a+")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:                                     # never through a link: "a+" truncated whatever file .lock pointed to
+        fd = os.open(path / ".lock", flags, 0o644)
+    except OSError as e:
+        raise StateLocked(f"{path}/.lock cannot be opened ({e.strerror}; a symlink?): remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateLocked(f"{path}/.lock is not a regular file (a FIFO or device?): remove it")
+    f = os.fdopen(fd, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -155,6 +166,35 @@ def acquire_lock(state_dir: str | Path, who: str):
 
 AUDIT_FILE = "audit.jsonl"
 GENESIS = "0" * 64
+AUDIT_LINE_MAX = 1 << 20        # bytes in one audit line; ours are under 10 KB: a longer one is never read whole
+
+
+def open_audit(path: str | Path, append: bool = False):
+    """A binary file object on the audit log (or another log of ours: errors.log), only if it is a regular file reached without following a symlink
+    (a FIFO never blocks, /dev/zero is never read); OSError otherwise. append: for writing, created 0644 if absent."""
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
+    fd = os.open(path, flags, 0o644)         # a FIFO: ENXIO (writing, no reader) or opened at once (reading)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO or device?)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "ab" if append else "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lines(f):
+    """(line bytes or None when over AUDIT_LINE_MAX) for each line of f, in bounded memory."""
+    while raw := f.readline(AUDIT_LINE_MAX + 1):
+        if len(raw) > AUDIT_LINE_MAX and not raw.endswith(b"\n"):
+            while (rest := f.readline(AUDIT_LINE_MAX)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield raw
 
 
 def _line_hash(prev: str, body: dict) -> str:
@@ -184,8 +224,8 @@ class AuditLog:
                 "origin": self.origin, "prev": self.prev}
         body = _clean(body)
         line = {**body, "hash": _line_hash(self.prev, body)}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(line, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n")
+        with open_audit(self.path, append=True) as f:
+            f.write((json.dumps(line, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
         self.seq, self.prev = line["seq"], line["hash"]
@@ -198,7 +238,7 @@ class AuditLog:
 
 def _last_line(path: Path) -> dict | None:
     try:
-        with open(path, "rb") as f:
+        with open_audit(path) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - 65536))
@@ -219,10 +259,10 @@ def read_audit(path: str | Path) -> list[dict]:
     """Every parseable line, in order (for replay); verify_audit() says whether to trust them."""
     out = []
     try:
-        with open(path, errors="replace") as f:
-            for raw in f:
+        with open_audit(path) as f:
+            for raw in _lines(f):
                 try:
-                    doc = loads(raw)
+                    doc = loads(raw.decode(errors="replace")) if raw is not None else None
                 except JsonRefused:
                     continue
                 if isinstance(doc, dict):
@@ -236,12 +276,18 @@ def verify_audit(path: str | Path, anchor: dict | None = None) -> tuple[bool, st
     """Walk the chain; (True, summary) or (False, where it breaks). `anchor` is a head recorded elsewhere."""
     prev, seq, at_anchor = GENESIS, 0, None
     try:
-        lines = Path(path).read_text(errors="replace").splitlines()
+        with open_audit(path) as f:
+            return _verify_lines(_lines(f), prev, seq, at_anchor, anchor)
     except OSError as e:
         return False, f"cannot read {path}: {e.strerror}"
+
+
+def _verify_lines(lines, prev, seq, at_anchor, anchor) -> tuple[bool, str]:
     for n, raw in enumerate(lines, 1):
+        if raw is None:
+            return False, f"line {n}: longer than {AUDIT_LINE_MAX:,} bytes"
         try:
-            doc = loads(raw)
+            doc = loads(raw.decode(errors="replace"))
             body = {k: v for k, v in doc.items() if k != "hash"}
         except (JsonRefused, AttributeError):
             return False, f"line {n}: not a JSON object"

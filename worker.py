@@ -38,7 +38,7 @@ import llm_reasoner
 from agent import Agent, AgentSettings
 from audit_trust import HEAD_FILE, accept_break, check, open_log
 from clock import utc_now
-from commands import CommandLog, process_commands
+from commands import CommandLog, process_commands, short
 from merchant_profiles import DEFAULT_UNIVERSE
 from scenario import (
     MAX_PAYMENTS_PER_TICK,
@@ -52,7 +52,8 @@ from scenario import (
 )
 from simulator import Simulator
 from state_load import control_doc_reason, is_int, learning_reason, status_reason
-from state_writer import AUDIT_FILE, STATE_FILES, StateLocked, StateWriter, acquire_lock, read_audit, read_json
+from state_writer import (AUDIT_FILE, STATE_FILES, StateLocked, StateWriter, acquire_lock, open_audit, read_audit,
+                          read_json)
 
 KILL_FILE = "KILL"            # touch state/KILL to stop every execution, automatic or approved
 ERROR_LOG = "errors.log"      # a failed tick's traceback, appended
@@ -173,8 +174,11 @@ class TickGuard:
         self.total += 1
         self.consecutive += 1
         self.last = f"tick {tick}: {type(exc).__name__}: {str(exc)[:200]}"
-        with open(self.log_path, "a") as f:
-            f.write(f"{utc_now()} {self.last}\n{''.join(traceback.format_exception(exc))}\n")
+        try:                                       # never through a link, never blocking on a FIFO, never raising
+            with open_audit(self.log_path, append=True) as f:
+                f.write(f"{utc_now()} {self.last}\n{''.join(traceback.format_exception(exc))}\n".encode(errors="replace"))
+        except OSError as e:
+            print(f"worker: warning: cannot append to {self.log_path} ({e.strerror})", file=sys.stderr)
         print(f"worker: error: {self.last} (traceback in {self.log_path})", file=sys.stderr)
         return self.consecutive == PAUSE_AFTER_FAILURES
 
@@ -356,8 +360,13 @@ class LiveLoop:
                 stopper_sleep(stopper, delay)
             elif delay <= 0:
                 next_at = time.monotonic()
-        self.write_state("stopped")
-        self.audit.append({"event": "worker_stop", "reason": f"stopped after {ran} ticks at tick {self.tick - 1}"})
+        try:
+            self.write_state("stopped")
+            self.audit.append({"event": "worker_stop", "reason": f"stopped after {ran} ticks at tick {self.tick - 1}"})
+        except OSError as e:                          # audit.jsonl swapped for a link or FIFO, a full disk: one line
+            print(f"worker: stopped after {ran} ticks, but the stop could not be recorded: {e.strerror} "
+                  f"({short(getattr(e, 'filename', None) or '')})", file=sys.stderr)
+            return 1
         print(f"worker: stopped after {ran} ticks", file=sys.stderr)
         return 0
 
