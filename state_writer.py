@@ -13,6 +13,8 @@ state/commands/, and worker.py validates and applies it on its next tick.
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -197,9 +199,20 @@ def _lines(f):
             yield raw
 
 
-def _line_hash(prev: str, body: dict) -> str:
-    import hashlib
-    return hashlib.sha256((prev + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()).hexdigest()
+def audit_key(state_dir: str | Path) -> tuple[bytes | None, str | None]:
+    """The key that chains this folder's audit log (state/secret.key, made if absent), or (None, why it is unusable).
+
+    Keyed, the chain is an HMAC: someone who can write state/ but not read the key cannot append, edit or re-chain
+    a line, nor move the heads kept beside the log to match."""
+    try:
+        return command_auth.load_or_create_key(state_dir), None
+    except command_auth.KeyRefused as e:
+        return None, str(e)
+
+
+def _line_hash(prev: str, body: dict, key: bytes | None = None) -> str:
+    data = (prev + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
 
 
 class AuditLog:
@@ -214,6 +227,7 @@ class AuditLog:
         self.path = Path(state_dir) / AUDIT_FILE
         self.clock = clock
         self.origin = {"process": process, "pid": os.getpid(), "host": socket.gethostname()}
+        self.key, self.key_problem = audit_key(state_dir)     # unusable: lines chained unkeyed, never verified
         self.seq, self.prev = 0, GENESIS
         last = _last_line(self.path)
         if last is not None:
@@ -223,7 +237,7 @@ class AuditLog:
         body = {"seq": self.seq + 1, "ts": self.clock(), "who": "agent", "result": "success", **event,
                 "origin": self.origin, "prev": self.prev}
         body = _clean(body)
-        line = {**body, "hash": _line_hash(self.prev, body)}
+        line = {**body, "hash": _line_hash(self.prev, body, self.key)}
         with open_audit(self.path, append=True) as f:
             f.write((json.dumps(line, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode())
             f.flush()
@@ -273,16 +287,20 @@ def read_audit(path: str | Path) -> list[dict]:
 
 
 def verify_audit(path: str | Path, anchor: dict | None = None) -> tuple[bool, str]:
-    """Walk the chain; (True, summary) or (False, where it breaks). `anchor` is a head recorded elsewhere."""
+    """Walk the chain with its folder's key; (True, summary) or (False, where it breaks). `anchor` is a head
+    recorded elsewhere. Without a usable key nothing can be verified: (False, why)."""
+    key, problem = audit_key(Path(path).parent)
+    if key is None:
+        return False, f"the audit key is unusable, so the chain cannot be verified: {problem}"
     prev, seq, at_anchor = GENESIS, 0, None
     try:
         with open_audit(path) as f:
-            return _verify_lines(_lines(f), prev, seq, at_anchor, anchor)
+            return _verify_lines(_lines(f), prev, seq, at_anchor, anchor, key)
     except OSError as e:
         return False, f"cannot read {path}: {e.strerror}"
 
 
-def _verify_lines(lines, prev, seq, at_anchor, anchor) -> tuple[bool, str]:
+def _verify_lines(lines, prev, seq, at_anchor, anchor, key: bytes) -> tuple[bool, str]:
     for n, raw in enumerate(lines, 1):
         if raw is None:
             return False, f"line {n}: longer than {AUDIT_LINE_MAX:,} bytes"
@@ -295,8 +313,9 @@ def _verify_lines(lines, prev, seq, at_anchor, anchor) -> tuple[bool, str]:
             return False, f"line {n} (seq {doc.get('seq')}): previous-hash mismatch: a line before it was changed or removed"
         if doc.get("seq") != seq + 1:
             return False, f"line {n}: sequence {doc.get('seq')} follows {seq}: a line is missing"
-        if _line_hash(prev, body) != doc.get("hash"):
-            return False, f"line {n} (seq {doc.get('seq')}): content does not match its hash: the line was edited"
+        if not hmac.compare_digest(_line_hash(prev, body, key), str(doc.get("hash"))):
+            return False, (f"line {n} (seq {doc.get('seq')}): content does not match its keyed hash: the line was "
+                           "edited, or written without state/secret.key")
         prev, seq = doc["hash"], doc["seq"]
         if anchor and anchor.get("seq") == seq:
             at_anchor = prev

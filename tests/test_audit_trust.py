@@ -53,15 +53,16 @@ def cut_tail(path, held):
     path.write_text("\n".join(lines[:-5]) + "\n")
 
 
-def forge_chained(path, held):
-    """A forger who recomputes the chain and the heads kept outside it: replay still refuses the execution."""
+def forge_chained(path, held, key=None):
+    """A forger who recomputes the chain and the heads kept outside it. Without the key (sha256 only) the keyed chain
+    breaks; with the key (an insider), replay still refuses an execution that no approval precedes."""
     events = read_audit(path)
     last = events[-1]
     body = {"event": "action_executed", "who": "operator", "action_id": held["action_id"],
             "action_type": held["action_type"], "target": held["target"], "params": held["params"],
             "params_hash": held["params_hash"], "seq": last["seq"] + 1, "prev": last["hash"], "ts": last["ts"],
             "result": "success"}
-    h = _line_hash(last["hash"], body)
+    h = _line_hash(last["hash"], body, key)
     with open(path, "a") as f:
         f.write(json.dumps({**body, "hash": h}, sort_keys=True, separators=(",", ":")) + "\n")
     head = {"seq": body["seq"], "hash": h}
@@ -131,11 +132,23 @@ def test_a_broken_log_is_kept_aside_never_replayed_and_pauses_automation_until_a
     assert verify_code(state) == 0
 
 
+def test_a_chain_recomputed_without_the_key_with_both_heads_moved_is_a_break(held_run, tmp_path):
+    state = tmp_path / "state"
+    shutil.copytree(held_run, state, ignore=shutil.ignore_patterns(".lock"))
+    held = next(e for e in reversed(read_audit(state / "audit.jsonl")) if e["event"] == "action_pending_approval")
+    forge_chained(state / "audit.jsonl", held)                     # sha256 chain and both heads made to match
+    assert verify_code(state) == 1
+    loop = live(state)
+    assert not loop.trust.ok and "keyed hash" in loop.trust.message
+    assert held["action_id"] not in loop.agent.executor.applied and loop.agent.paused
+
+
 def test_a_chained_forgery_of_an_execution_without_approval_is_not_replayed(held_run, tmp_path):
     state = tmp_path / "state"
     shutil.copytree(held_run, state, ignore=shutil.ignore_patterns(".lock"))
     held = next(e for e in reversed(read_audit(state / "audit.jsonl")) if e["event"] == "action_pending_approval")
-    forge_chained(state / "audit.jsonl", held)
+    forge_chained(state / "audit.jsonl", held, load_or_create_key(state))      # an insider who holds the key
+    assert verify_code(state) == 0
     loop = live(state)
     assert loop.agent.executor.actions[held["action_id"]].status is Status.PENDING_APPROVAL
     assert held["action_id"] not in loop.agent.executor.applied

@@ -134,11 +134,11 @@ def test_a_kill_at_every_audit_line_boundary_restarts_cleanly(crash_points, tmp_
 
 def rechain(path: Path, edit) -> dict:
     """Rewrite a log with each line edited by `edit`, chained again (what an old worker would have written)."""
-    prev, out = GENESIS, []
+    prev, out, key = GENESIS, [], load_or_create_key(path.parent)
     for e in read_audit(path):
         body = edit({k: v for k, v in e.items() if k != "hash"})
         body["prev"] = prev
-        prev = _line_hash(prev, body)
+        prev = _line_hash(prev, body, key)
         out.append(json.dumps({**body, "hash": prev}, sort_keys=True, separators=(",", ":")))
     path.write_text("\n".join(out) + "\n")
     return {"seq": len(out), "hash": prev}
