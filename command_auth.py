@@ -19,6 +19,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from safe_json import open_regular
+
 KEY_FILE = "secret.key"
 KEY_BYTES = 32
 SIG = "sig"                   # the command field that carries the signature
@@ -30,15 +32,12 @@ class KeyRefused(ValueError):
 
 
 def _read_key(path: Path) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except OSError as e:                      # ELOOP: a symlink
+        fd = open_regular(path)
+    except OSError as e:                      # ELOOP: a symlink; EINVAL: a FIFO, device or directory
         raise KeyRefused(f"{path}: cannot open ({e.strerror}); it must be a regular file, not a symlink") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyRefused(f"{path}: not a regular file")
         if st.st_mode & 0o077:
             raise KeyRefused(f"{path}: readable or writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
                              "chmod 600 it or delete it to make a new one")

@@ -9,6 +9,7 @@ Never writes; holds no state.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -22,20 +23,34 @@ class JsonRefused(ValueError):
     """The file was not read, or not accepted as JSON; str() is the one-line reason."""
 
 
+def open_regular(path: str | Path, flags: int = os.O_RDONLY, mode: int = 0o644, dir_fd: int | None = None) -> int:
+    """A descriptor on a regular file reached without following a symlink, opened without blocking (a FIFO never
+    stalls; the descriptor is switched back to blocking); OSError otherwise (ELOOP: a symlink; EINVAL: not a regular
+    file). Every file of ours that someone else could replace is opened through here."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, mode, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_bytes(path: str | Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
     """The bytes of a regular file (no symlink, no FIFO, no device), at most max_bytes, or JsonRefused. dir_fd: path
     is a name inside that open directory (so a directory swapped for a link meanwhile is never followed)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, dir_fd=dir_fd)
+        fd = open_regular(path, dir_fd=dir_fd)
     except FileNotFoundError:
         raise JsonRefused(f"{Path(path).name}: missing") from None
-    except OSError as e:                      # ELOOP: a symlink; EACCES; ENXIO: a FIFO without writer
-        raise JsonRefused(f"{Path(path).name}: cannot open ({e.strerror})") from None
+    except OSError as e:                      # ELOOP: a symlink; EACCES; EINVAL: a FIFO, device or directory
+        reason = "not a regular file" if e.errno == errno.EINVAL else f"cannot open ({e.strerror})"
+        raise JsonRefused(f"{Path(path).name}: {reason}") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise JsonRefused(f"{Path(path).name}: not a regular file")
         if st.st_size > max_bytes:
             raise JsonRefused(f"{Path(path).name}: {st.st_size:,} bytes, over the {max_bytes:,}-byte limit")
         chunks, left = [], max_bytes + 1

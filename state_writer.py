@@ -12,13 +12,11 @@ state/commands/, and worker.py validates and applies it on its next tick.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import hmac
 import json
 import math
 import os
-import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 import command_auth
-from safe_json import JsonRefused, load_json, loads
+from safe_json import JsonRefused, load_json, loads, open_regular
 
 SCHEMA_VERSION = 1
 STATE_FILES = ("metrics.json", "hypotheses.json", "actions.json", "learning.json", "control_plane.json", "status.json")
@@ -141,14 +139,11 @@ def acquire_lock(state_dir: str | Path, who: str):
     import fcntl
     path = Path(state_dir)
     path.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:                                     # never through a link: "a+" truncated whatever file .lock pointed to
-        fd = os.open(path / ".lock", flags, 0o644)
+        fd = open_regular(path / ".lock", os.O_RDWR | os.O_CREAT)
     except OSError as e:
-        raise StateLocked(f"{path}/.lock cannot be opened ({e.strerror}; a symlink?): remove it") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise StateLocked(f"{path}/.lock is not a regular file (a FIFO or device?): remove it")
+        raise StateLocked(f"{path}/.lock cannot be opened ({e.strerror}; a symlink, FIFO or device?): remove it") \
+            from None
     f = os.fdopen(fd, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -172,20 +167,10 @@ AUDIT_LINE_MAX = 1 << 20        # bytes in one audit line; ours are under 10 KB:
 
 
 def open_audit(path: str | Path, append: bool = False):
-    """A binary file object on the audit log (or another log of ours: errors.log), only if it is a regular file reached without following a symlink
-    (a FIFO never blocks, /dev/zero is never read); OSError otherwise. append: for writing, created 0644 if absent."""
-    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
-    fd = os.open(path, flags, 0o644)         # a FIFO: ENXIO (writing, no reader) or opened at once (reading)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO or device?)")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "ab" if append else "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    """A binary file object on the audit log (or another log of ours: errors.log) through safe_json.open_regular
+    (no link followed, a FIFO never blocks, /dev/zero never read); OSError otherwise. append: created 0644 if absent."""
+    fd = open_regular(path, (os.O_WRONLY | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY)
+    return os.fdopen(fd, "ab" if append else "rb")
 
 
 def _lines(f):

@@ -55,7 +55,7 @@ ALLOWED = {
     "schemas": set(),
     "clock": set(),
     "safe_json": set(),
-    "command_auth": set(),
+    "command_auth": {"safe_json"},
     "state_writer": {"command_auth", "safe_json"},
     "commands": {"agent", "clock", "command_auth", "executor", "safe_json", "state_writer"},
     "report": {"agent", "formatting", "llm_bounds", "observer", "scenario", "slice_stats"},
