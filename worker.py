@@ -139,11 +139,17 @@ def verify(state_dir: Path) -> int:
     return 0 if trust.ok else 1
 
 
-def accept(state_dir: Path, reason: str) -> int:
+def lock_or_say(state_dir: Path, who: str):
+    """The state folder's lock, or None after saying in one line who holds it."""
     try:
-        lock = acquire_lock(state_dir, "worker.py --accept-audit-break")
+        return acquire_lock(state_dir, who)
     except StateLocked as e:
         print(f"worker.py: {e}", file=sys.stderr)
+        return None
+
+
+def accept(state_dir: Path, reason: str) -> int:
+    if (lock := lock_or_say(state_dir, "worker.py --accept-audit-break")) is None:
         return 2
     try:
         code, message = accept_break(state_dir, reason, utc_now().replace(":", "").replace("-", ""), utc_now)
@@ -240,10 +246,7 @@ def main(argv=None) -> int:
     else:
         args.seed = 1 if args.seed is None else args.seed
         schedule = RandomFaultSchedule(universe, args.seed)
-    try:
-        lock = acquire_lock(state_dir, "worker.py")
-    except StateLocked as e:
-        print(f"worker.py: {e}", file=sys.stderr)
+    if (lock := lock_or_say(state_dir, "worker.py")) is None:
         return 2
     try:
         return LiveLoop(args, state_dir, schedule, start_hour).run()

@@ -41,8 +41,7 @@ def world(tmp_path_factory, pending_agent):
     agent = copy.deepcopy(pending_agent[0])
     folder = tmp_path_factory.mktemp("fixture")
     writer = StateWriter(folder, lambda: "2026-01-01T12:00:00Z")
-    for name, doc in agent.state_documents(LIVE).items():
-        writer.write(name, doc)
+    writer.write_all(agent.state_documents(LIVE))
     return folder, agent
 
 

@@ -30,8 +30,7 @@ def world(tmp_path_factory, pending_agent):
     agent = copy.deepcopy(pending_agent[0])
     folder = tmp_path_factory.mktemp("fixture")
     writer = StateWriter(folder, lambda: "2026-01-01T12:00:00Z")
-    for name, doc in agent.state_documents(LIVE).items():
-        writer.write(name, doc)
+    writer.write_all(agent.state_documents(LIVE))
     writer.write("simulator.json", {"tick": 147, "scenario": "demo", "phase": "storm", "active_fault": None})
     writer.write("commands.json", {"tick": 147, "max_age_seconds": 900, "refusals": {}, "log": [
         {"id": "c1", "file": "c1.json", "command": "approve", "action_id": "A0005", "by": "alice",

@@ -7,16 +7,23 @@ swapped in while the worker runs must not be appended to.
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-import state_writer
-from state_writer import AuditLog, read_audit, verify_audit
-
-AUDIT_LINE_MAX = getattr(state_writer, "AUDIT_LINE_MAX", 1 << 20)
+import commands
+import dashboard_access
+import dashboard_text
+import worker
+from actions import Status, params_hash
+from command_auth import load_or_create_key
+from live_run import live, run_ticks
+from state_writer import AUDIT_LINE_MAX, AuditLog, read_audit, verify_audit, write_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,8 +94,6 @@ def test_an_endless_line_is_a_break_read_in_bounded_pieces(tmp_path):
 def test_commands_folder_swapped_for_a_link_after_listing_never_empties_the_linked_folder(tmp_path, monkeypatch):
     """An attacker who can write state/ renames commands/ aside and links it to the operator's folder between the
     worker's listing and its reads and removals: before, the worker deleted the operator's files of those names."""
-    import commands
-    from datetime import datetime, timezone
     state, victim = tmp_path / "state", tmp_path / "operators_folder"
     (state / "commands").mkdir(parents=True)
     victim.mkdir()
@@ -112,14 +117,12 @@ def test_commands_folder_swapped_for_a_link_after_listing_never_empties_the_link
 
 
 def _switch(state, key, kind, issued):
-    from state_writer import write_command
     return write_command(state, {"command": kind, "by": "alice", "issued_at": issued}, key)
 
 
 def test_a_signed_command_file_is_readable_by_its_owner_only(tmp_path):
     """A signed command is a bearer token until the worker has seen its id: another local user who can list
     state/commands/ must not be able to read and keep a copy (to replay it once its id is forgotten)."""
-    from command_auth import load_or_create_key
     state = tmp_path / "state"
     path = _switch(state, load_or_create_key(state), "resume", "2026-01-01T00:00:00.000Z")
     assert os.stat(path).st_mode & 0o077 == 0
@@ -129,13 +132,6 @@ def test_a_pause_or_resume_held_back_and_released_after_a_later_one_is_refused(t
     """Someone who can write state/commands/ moves the operator's resume aside (never read, so never seen), waits
     until the operator has resumed again and then paused, and puts it back within 15 minutes: before, automation
     resumed against the operator's latest pause. Also after a restart (from commands.json)."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from datetime import datetime, timedelta, timezone
-    from live_run import live, run_ticks
-    import commands
-    import worker
-    from command_auth import load_or_create_key
     state = tmp_path / "state"
     state.mkdir()
     key = load_or_create_key(state)
@@ -170,7 +166,6 @@ def test_a_pause_or_resume_held_back_and_released_after_a_later_one_is_refused(t
 @pytest.mark.parametrize("host", ["[::1].evil.example", "[::1]x:8501", "127.0.0.1:80@evil.example",
                                   "localhost:8501/evil", "[localhost].evil:1", "localhost:85a1"])
 def test_a_host_with_more_than_a_loopback_name_and_port_is_refused(host):
-    import dashboard_access
     assert dashboard_access.host_allowed(host) is False
     for ok in ("localhost:8501", "[::1]:8501", "[::1]", "127.0.0.1", "LOCALHOST", " localhost "):
         assert dashboard_access.host_allowed(ok) is True
@@ -195,7 +190,6 @@ def test_a_hostile_lock_file_is_one_line_and_never_truncates_what_it_points_to(t
 
 @pytest.mark.parametrize("kind", ["link", "fifo", "directory"])
 def test_a_hostile_errors_log_neither_receives_a_traceback_nor_stops_the_tick_guard(tmp_path, kind):
-    import worker
     victim = tmp_path / "operators_file.txt"
     victim.write_text("precious\n")
     log = tmp_path / "errors.log"
@@ -213,8 +207,6 @@ def test_a_hostile_errors_log_neither_receives_a_traceback_nor_stops_the_tick_gu
 def test_audit_log_swapped_for_a_link_while_running_stops_in_one_line_and_writes_nothing_through(tmp_path):
     """Swapped mid-run, the log is never appended through the link; SIGTERM still ends the worker in one line (the
     stop cannot be recorded: exit 1), not a traceback, and the linked file is untouched."""
-    import signal
-    import time
     state, victim = tmp_path / "state", tmp_path / "operators_file.txt"
     state.mkdir()
     victim.write_text("precious\n")
@@ -239,14 +231,6 @@ def test_audit_log_swapped_for_a_link_while_running_stops_in_one_line_and_writes
 def test_an_approval_binds_the_parameters_shown_not_the_hash_beside_them(tmp_path):
     """Whoever can write actions.json shows a held 'suppress retries at globemart' as one at another merchant, next
     to the real params_hash: before, the dashboard's approval carried that hash and the real action ran."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from live_run import live, run_ticks
-    import dashboard_text
-    import worker
-    from actions import Status, params_hash
-    from command_auth import load_or_create_key
-    from state_writer import write_command
     state = tmp_path / "state"
     state.mkdir()
     key = load_or_create_key(state)
