@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import llm_reasoner
@@ -75,7 +74,7 @@ def run_scenario(scenario: Scenario, seed: int, policy: str = "agent", universe:
                 writer.write_all(agent.state_documents({"state": "running", **run_status}), audit.head)
             if on_tick:
                 on_tick(phase, tick, step)
-        result.phase_stats.append(replace(total, ticks=phase.ticks))
+        result.phase_stats.append(total)
     result.approved_payments = sum(int(s.total.approvals) for s in result.phase_stats)
     if writer:
         agent.learner.summarize()
